@@ -1,0 +1,122 @@
+"""LLaVA-OneVision / LLaVA-Video (HF format) through transformers' own classes: one vision pass yields features,
+attention and keys; pruned features go back in through `mm_encoder_outputs` with a shortened placeholder run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from ..errors import StopError
+from ..pruners import PrunedTokens, VisualTokens
+from .base import AttentionProbe, Encoded, FirstTokenClock, Generation, sync
+
+
+class LlavaOnevisionBackbone:
+    """Video layout (transformers 5.x): per frame the `vision_feature_layer` output -> projector -> bilinear pooling
+    to ceil(h/2) x ceil(w/2), frames concatenated, then one `image_newline` for the whole video."""
+
+    family = "llava-onevision"
+
+    def __init__(self, model, processor, name: str) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        cfg = model.config
+        vcfg = cfg.vision_config
+        self.video_token_id = cfg.video_token_id
+        self.patch_grid = vcfg.image_size // vcfg.patch_size
+        layer = cfg.vision_feature_layer
+        if not isinstance(layer, int):
+            raise StopError("LLaVA-OneVision checkpoints with several vision feature layers are not supported")
+        n_layers = vcfg.num_hidden_layers
+        index = layer % (n_layers + 1)  # hidden_states[k] is the output of encoder layer k - 1
+        if index == 0:
+            raise StopError("vision_feature_layer selects the patch embeddings; no attention layer to read")
+        self.attn_module = self._encoder_layers()[index - 1].self_attn
+        self.num_heads = vcfg.num_attention_heads
+
+    @classmethod
+    def from_pretrained(cls, source: str, device: torch.device, dtype: torch.dtype,
+                        trust_remote_code: bool = False) -> LlavaOnevisionBackbone:
+        from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+
+        model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code).to(device)
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if getattr(processor, "video_processor", None) is None or not hasattr(processor, "tokenizer"):
+            raise StopError(f"{source} has no video processor (processor_config.json / video_preprocessor_config.json)")
+        return cls(model, processor, name=str(source))
+
+    def _encoder_layers(self):
+        tower = self.model.model.vision_tower
+        encoder = tower.vision_model.encoder if hasattr(tower, "vision_model") else tower.encoder
+        return encoder.layers
+
+    def prepare(self, frames: np.ndarray, question: str) -> dict:
+        """[T, H, W, 3] uint8 frames + question -> processor outputs on the model's device."""
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
+        out = {k: v.to(self.device) for k, v in inputs.items()}
+        out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
+        return out
+
+    @torch.no_grad()
+    def encode(self, inputs: dict) -> Encoded:
+        mm = self.model.model
+        pixels = inputs["pixel_values_videos"]  # [1, T, 3, H, W]
+        t = pixels.shape[1]
+        with AttentionProbe(self.attn_module, self.num_heads) as probe:
+            out = mm.get_video_features(pixels, vision_feature_layer=self.model.config.vision_feature_layer,
+                                        vision_feature_select_strategy=self.model.config.vision_feature_select_strategy)
+        pooled = out.pooler_output  # [1, T*S + 1, D]; last = image_newline
+        features = pooled[0, :-1]
+        s = features.shape[0] // t
+        side = int(round(s ** 0.5))
+        received, keys = probe.received, probe.keys  # [T, N], [T, N, hd]
+        if self.model.config.vision_feature_select_strategy == "default":  # CLIP-style towers drop CLS
+            received, keys = received[:, 1:], keys[:, 1:]
+        # The same bilinear pooling the features get keeps attention and keys aligned with them.
+        attention = mm.apply_pooling(received[..., None].to(pooled.dtype))[..., 0]  # [T, S]
+        keys = mm.apply_pooling(keys.to(pooled.dtype))  # [T, S, hd]
+        selected = out.hidden_states[self.model.config.vision_feature_layer]  # [T, N, C] pre-projector
+        tokens = VisualTokens(features=features.reshape(t, s, -1), attention=attention, grid=(side, s // side),
+                              keys=keys, frame_features=selected.float().mean(1))
+        return Encoded(tokens=tokens, extra={"newline": pooled[0, -1]})
+
+    def _pruned_inputs(self, inputs: dict, kept: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids with the video placeholder run shortened to kept + 1 (the newline)."""
+        ids = inputs["input_ids"][0]
+        where = (ids == self.video_token_id).nonzero().flatten()
+        first, last = int(where[0]), int(where[-1])
+        if last - first + 1 != where.numel():
+            raise StopError("the prompt's video placeholders are not one contiguous run")
+        run = torch.full((kept + 1,), self.video_token_id, dtype=ids.dtype, device=ids.device)
+        new_ids = torch.cat([ids[:first], run, ids[last + 1:]])[None]
+        return new_ids, torch.ones_like(new_ids)
+
+    @torch.no_grad()
+    def generate(self, inputs: dict, encoded: Encoded, pruned: PrunedTokens, max_new_tokens: int,
+                 keep_logits: bool = False, min_new_tokens: int = 0) -> Generation:
+        ids, mask = self._pruned_inputs(inputs, len(pruned))
+        feats = torch.cat([pruned.features, encoded.extra["newline"][None].to(pruned.features)])[None]
+        clock = FirstTokenClock(self.device)
+        sync(self.device)
+        start = time.perf_counter()
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask,
+            mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)},
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
+            streamer=clock, return_dict_in_generate=True, output_logits=keep_logits)
+        sync(self.device)
+        end = time.perf_counter()
+        new = out.sequences[0, ids.shape[1]:].tolist()
+        text = self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return Generation(text=text, new_ids=new, prompt_tokens=ids.shape[1], visual_tokens=len(pruned) + 1,
+                          prefill_ms=((clock.first or end) - start) * 1000, generate_ms=(end - start) * 1000,
+                          first_logits=out.logits[0][0] if keep_logits else None)
