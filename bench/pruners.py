@@ -64,9 +64,11 @@ def main() -> None:
     rows = []
     for s in [int(v) for v in args.sizes.split(",")]:
         tokens = make_tokens(args.frames, s, args.dim, args.device, dtype)
+        for name in args.methods.split(","):  # warm every method up before any timing
+            for _ in range(2):
+                get_pruner(name)(tokens, args.keep), get_pruner(name, stop=True)(tokens, args.keep)
         for name in args.methods.split(","):
             base, stop = get_pruner(name), get_pruner(name, stop=True)
-            base(tokens, args.keep), stop(tokens, args.keep)  # warm-up
             tb, ts = [], []
             for _ in range(args.reps):
                 tb.append(timed(lambda: base(tokens, args.keep), args.device))

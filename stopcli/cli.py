@@ -130,7 +130,7 @@ def ask(
     if as_json:
         data = result.to_json()
         data["wall_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        out.print_json(json.dumps(data))
+        typer.echo(json.dumps(data, indent=2))
     else:
         render_answer(result)
 
@@ -141,7 +141,7 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     """List the presets that ship with stop."""
     rows = [load_preset(str(path))[0] for path in list_preset_paths()]
     if as_json:
-        out.print_json(json.dumps([vars(r) for r in rows]))
+        typer.echo(json.dumps([vars(r) for r in rows], indent=2))
         return
     table = Table(title="presets")
     for col in ("name", "model", "frames", "pruner", "ratio", "SToP", "description"):

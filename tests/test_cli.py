@@ -1,0 +1,96 @@
+"""The real CLI through typer's runner, on the tiny random checkpoint and real mp4 files."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stopcli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_ask_prints_answer_and_table(tiny_model, videos):
+    r = run("ask", videos["good"], "which direction does the red circle move?", "--model", tiny_model,
+            "--frames", 8, "--max-new-tokens", 3)
+    assert r.exit_code == 0, r.output
+    for label in ("visual tokens", "288 →", "prefill ms", "pruning ms", "vision encode ms", "tokens/s",
+                  "peak memory MB", "holitom + SToP"):
+        assert label in r.stdout
+
+
+def test_ask_json_has_the_documented_fields(tiny_model, videos):
+    r = run("ask", videos["good"], "what color is the circle?", "--model", tiny_model, "--frames", 8,
+            "--pruner", "visionzip", "--ratio", 0.75, "--no-stop", "--max-new-tokens", 2, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert {"answer", "model", "pruner", "stop", "ratio", "visual_tokens", "prompt_tokens", "timings_ms"} <= set(data)
+    assert data["pruner"] == "visionzip" and data["stop"] is False and data["ratio"] == 0.75
+    assert data["visual_tokens"] == {"before": 288, "after": 8 * 9}  # round(0.25 * 36) per frame
+    assert set(data["timings_ms"]) >= {"decode_video", "vision", "prune", "prefill", "generate", "total"}
+    assert data["model"] == tiny_model
+
+
+def test_stop_flags_change_the_mu(tiny_model, videos):
+    r = run("ask", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--pruner", "holitom",
+            "--mu-s", 0.1, "--mu-t", 0.2, "--max-new-tokens", 1, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["stop"] is True and data["mu"] == {"s": 0.1, "t": 0.2}
+
+
+def test_ratio_zero_keeps_every_token(tiny_model, videos):
+    r = run("ask", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--ratio", 0,
+            "--max-new-tokens", 1, "--json")
+    data = json.loads(r.stdout)
+    assert data["visual_tokens"] == {"before": 144, "after": 144}
+
+
+def test_default_preset_runs_offline_on_the_embedded_model():
+    r = run("ask", Path(__file__).parents[1] / "samples" / "red_circle.mp4", "which direction does the red circle move?", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["model"].startswith("stopcli:") and data["visual_tokens"]["after"] < 0.15 * 288
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--ratio", "1.0"], 2, "ratio"),
+    (["--ratio", "-0.1"], 2, "ratio"),
+    (["--pruner", "tome"], 2, "unknown pruner 'tome'"),
+    (["--preset", "nope"], 2, "unknown preset 'nope'"),
+    (["--frames", "0"], 2, "frames"),
+    (["--dtype", "int8"], 1, "dtype"),
+])
+def test_bad_arguments_are_one_line_errors(videos, args, code, message):
+    r = run("ask", videos["good"], "q", *args)
+    assert r.exit_code == code
+    assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("kind", ["missing", "dir", "text", "empty", "audio"])
+def test_bad_videos_are_one_line_errors(videos, kind):
+    r = run("ask", videos[kind], "q")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.output
+
+
+def test_bad_yaml_preset_and_bad_model(tmp_path, videos):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: m\nframes: many\n")
+    r = run("ask", videos["good"], "q", "--preset", bad)
+    assert r.exit_code == 2 and "'frames' must be int" in r.stderr
+    r = run("ask", videos["good"], "q", "--model", tmp_path / "no-model")
+    assert r.exit_code == 1 and "cannot load model" in r.stderr
+
+
+def test_presets_lists_the_shipped_presets():
+    r = run("presets", "--json")
+    assert r.exit_code == 0
+    names = {p["name"] for p in json.loads(r.stdout)}
+    assert {"default", "llava-onevision-qwen2-7b-ov", "llava-video-7b-qwen2"} <= names
+    assert "llava-onevision-qwen2-7b-ov" in run("presets").stdout
