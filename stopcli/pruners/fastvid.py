@@ -101,7 +101,8 @@ class FastVID:
         d2 = sqdist_from_gram(g)[frames[:, None, None], rest[:, :, None], rest[:, None, :]]  # [T, F, F]
         norm = g.diagonal(dim1=1, dim2=2).sqrt().clamp_min(1e-12)  # [T, S]
         score = density_peak_scores(d2, torch.ones(t, f, dtype=torch.bool, device=dev), self.k_nn, dim)  # [T, F]
-        score = hooks.centre(score, rest, weight=0.3 * penalty[:, None])  # -0.3 s, twice in multi-frame segments
+        if hooks.mu_s != 0:  # gated on mu_s in the authors' code too: their FastVID baseline is clean
+            score = hooks.centre(score, rest, weight=0.3 * penalty[:, None])  # -0.3 s, twice in multi-frame segments
         m_max = int(m.max()) if f else 0
         centre = topk_mask(score, m) if m_max else torch.zeros(t, f, dtype=torch.bool, device=dev)
         slots = true_indices(centre, m_max)  # [T, m_max] indices into the frame's rest list, valid where < m

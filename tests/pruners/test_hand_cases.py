@@ -101,3 +101,19 @@ def test_get_pruner_defaults_and_names():
     assert get_pruner("visionzip", stop=True).mu == (0.03, 0.0)
     assert get_pruner("fastvid", stop=True, mu_s=0.05).mu == (0.05, 0.0)
     assert get_pruner("holitom", tau=0.65).tau == 0.65
+
+
+def test_authors_baseline_reproduces_their_mu_zero_side_tricks():
+    from test_planted_sink import planted_video
+
+    video = planted_video()
+    # make grid position 0 the strongest sink: the authors' VisionZip baseline moves its first target off index 0
+    attn = video.attention.clone()
+    attn[:, 0] = 0.05
+    video = VisualTokens(video.features, attn, video.grid)
+    clean, authors = get_pruner("visionzip")(video, 0.1), get_pruner("visionzip", authors_baseline=True)(video, 0.1)
+    assert len(clean) == len(authors) and not torch.equal(clean.positions, authors.positions)
+    assert get_pruner("visionzip", authors_baseline=True).mu == (0.0, 0.0)
+    # FastVID's baseline is clean in the authors' code as well
+    a, b = get_pruner("fastvid")(video, 0.1), get_pruner("fastvid", authors_baseline=True)(video, 0.1)
+    assert torch.equal(a.positions, b.positions) and torch.equal(a.features, b.features)
