@@ -43,6 +43,35 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def _counts(p, frames: int | None, max_new_tokens: int | None) -> tuple[int, int]:
+    n_frames = frames if frames is not None else p.frames
+    if n_frames < 1:
+        raise UsageError("--frames must be at least 1")
+    new_tokens = max_new_tokens if max_new_tokens is not None else p.max_new_tokens
+    if new_tokens < 1:
+        raise UsageError("--max-new-tokens must be at least 1")
+    return n_frames, new_tokens
+
+
+def _decode(video: Path, n_frames: int, fps, start, end):
+    from .video import read_video
+
+    t0 = time.perf_counter()
+    clip = read_video(video, num_frames=n_frames, fps=fps, start=start, end=end)
+    return clip, (time.perf_counter() - t0) * 1000
+
+
+def _load(p, origin, model: str | None, device: str | None, dtype: str | None, trust_remote_code: bool):
+    from . import pipeline
+
+    dev, dt = pipeline.auto_device(device, dtype)
+    _quiet_transformers()
+    backbone = pipeline.load_backbone(model or p.resolved_model(origin), dev, dt, trust_remote_code)
+    if model is None and p.model.startswith("stopcli:"):
+        backbone.name = p.model
+    return backbone
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
@@ -110,21 +139,9 @@ def ask(
         mu_s=mu_s if mu_s is not None else p.mu_s,
         mu_t=mu_t if mu_t is not None else p.mu_t,
     )
-    n_frames = frames if frames is not None else p.frames
-    if n_frames < 1:
-        raise UsageError("--frames must be at least 1")
-    new_tokens = max_new_tokens if max_new_tokens is not None else p.max_new_tokens
-    if new_tokens < 1:
-        raise UsageError("--max-new-tokens must be at least 1")
-    dev, dt = pipeline.auto_device(device, dtype)
-
-    t0 = time.perf_counter()
-    clip = pipeline.read_video(video, num_frames=n_frames, fps=fps, start=start, end=end)
-    decode_ms = (time.perf_counter() - t0) * 1000
-    _quiet_transformers()
-    backbone = pipeline.load_backbone(model or p.resolved_model(origin), dev, dt, trust_remote_code)
-    if model is None and p.model.startswith("stopcli:"):
-        backbone.name = p.model
+    n_frames, new_tokens = _counts(p, frames, max_new_tokens)
+    clip, decode_ms = _decode(video, n_frames, fps, start, end)
+    backbone = _load(p, origin, model, device, dtype, trust_remote_code)
     encoded = pipeline.encode(backbone, clip, question, decode_ms)
     result = pipeline.answer(backbone, encoded, settings, new_tokens)
     if as_json:
@@ -150,6 +167,159 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         table.add_row(r.name, r.model, str(r.frames), r.pruner, f"{r.ratio:g}", "yes" if r.stop else "no",
                       r.description)
     out.print(table)
+
+
+def _split(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"{what} must not be empty")
+    return items
+
+
+@app.command()
+@user_errors
+def compare(
+    video: Path = typer.Argument(..., help="Video file."),
+    question: str = typer.Argument(..., help="The question to ask about the video."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset name or YAML path."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder."),
+    pruners: Optional[str] = typer.Option(None, help="Comma-separated base pruners (default: the preset's)."),
+    ratio: Optional[float] = typer.Option(None, help="Fraction of visual tokens dropped, in [0, 1)."),
+    frames: Optional[int] = typer.Option(None, help="Frames sampled uniformly."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Longest answer, in tokens."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
+) -> None:
+    """No pruning, each base pruner, and each with SToP, side by side (one decode, one vision pass)."""
+    from . import pipeline
+
+    p, origin = load_preset(preset)
+    bases = [validate_pruner(b) for b in _split(pruners or p.pruner, "--pruners")]
+    r = validate_ratio(ratio if ratio is not None else p.ratio)
+    n_frames, new_tokens = _counts(p, frames, max_new_tokens)
+    clip, decode_ms = _decode(video, n_frames, None, None, None)
+    backbone = _load(p, origin, model, device, dtype, trust_remote_code)
+    encoded = pipeline.encode(backbone, clip, question, decode_ms)
+    rows = [pipeline.PruneSettings("none", 0.0, False)]
+    for b in bases:
+        if b == "none":
+            continue
+        rows.append(pipeline.PruneSettings(b, r, False))
+        if b != "uniform":
+            rows.append(pipeline.PruneSettings(b, r, True))
+    results = [pipeline.answer(backbone, encoded, s, new_tokens) for s in rows]
+    ref = results[0].timings_ms["prefill"]
+    if as_json:
+        data = []
+        for res in results:
+            row = res.to_json()
+            row["prefill_speedup"] = round(ref / res.timings_ms["prefill"], 3) if res.timings_ms["prefill"] else None
+            data.append(row)
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"{backbone.name}  ·  ratio {r:g}  ·  {clip.num_frames} frames  ·  {question}",
+                  title_justify="left")
+    for col, just in (("method", "left"), ("answer", "left"), ("visual tokens", "right"), ("prefill ms", "right"),
+                      ("total ms", "right"), ("prefill speed-up", "right")):
+        table.add_column(col, justify=just)
+    for res in results:
+        vt = res.visual_tokens
+        name = "no pruning" if res.pruner == "none" else res.pruner + (" + SToP" if res.stop else "")
+        table.add_row(name, res.answer or "(empty)", f"{vt['after']:,} / {vt['before']:,}",
+                      _ms(res.timings_ms["prefill"]), _ms(res.timings_ms["total"]),
+                      f"{ref / res.timings_ms['prefill']:.2f}x" if res.timings_ms["prefill"] else "-")
+    out.print(table)
+    for note in clip.notes:
+        err.print(f"note: {note}", markup=False)
+
+
+@app.command()
+@user_errors
+def bench(
+    folder: Path = typer.Argument(..., help="Folder of videos (and annotations)."),
+    annotations: Optional[Path] = typer.Option(None, help="Annotations file (default: the folder's)."),
+    question: Optional[str] = typer.Option(None, help="Without annotations: ask this of every video."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset name or YAML path."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder."),
+    pruners: Optional[str] = typer.Option(None, help="Comma-separated base pruners (default: the preset's)."),
+    ratio: Optional[str] = typer.Option(None, help="A ratio or a sweep, e.g. 0,0.5,0.75,0.9,0.95."),
+    stop_mode: str = typer.Option("both", "--stop-mode", help="both, on or off (see also --stop/--no-stop)."),
+    stop_flag: Optional[bool] = typer.Option(None, "--stop/--no-stop", help="Only with / only without SToP."),
+    frames: Optional[int] = typer.Option(None, help="Frames sampled uniformly."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Longest answer, in tokens."),
+    output: Optional[Path] = typer.Option(None, help="JSONL results (default FOLDER/stop-results.jsonl)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip items already in the results file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write accuracy and prefill vs ratio as a PNG."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Accuracy, kept tokens and prefill time over a folder, for a ratio sweep, with and without SToP."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import bench as B
+    from .records import load_records
+
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    p, origin = load_preset(preset)
+    ratios = [validate_ratio(_float(x, "--ratio")) for x in _split(ratio or str(p.ratio), "--ratio")]
+    bases = [validate_pruner(b) for b in _split(pruners or p.pruner, "--pruners")]
+    if stop_mode not in ("both", "on", "off"):
+        raise UsageError("--stop-mode must be both, on or off")
+    mode = stop_mode if stop_flag is None else ("on" if stop_flag else "off")
+    n_frames, new_tokens = _counts(p, frames, max_new_tokens)
+    out_path = output or folder / "stop-results.jsonl"
+    if out_path.is_file() and out_path.stat().st_size and not (resume or overwrite):
+        raise UsageError(f"{out_path} already holds results: pass --resume to continue it or --overwrite")
+    if overwrite and out_path.is_file():
+        out_path.unlink()
+    records = load_records(folder, annotations, question)
+    grid = B.settings_grid(ratios, bases, mode)
+    skip = B.done_keys(out_path) if resume else set()
+    total = sum(1 for r in records for s in grid if B.item_key(r.key, s) not in skip)
+    backbone = _load(p, origin, model, device, dtype, trust_remote_code)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("bench", total=total)
+        B.run_bench(backbone, folder, records, grid, out_path, frames=n_frames, max_new_tokens=new_tokens,
+                    skip=skip, on_item=lambda row: progress.advance(task))
+    rows = B.read_rows(out_path)
+    summary = B.summarise(rows)
+    if plot is not None:
+        B.plot(summary, plot)
+    failed = [r for r in rows if r.get("error")]
+    if as_json:
+        typer.echo(json.dumps(dict(results=str(out_path), items=len(rows), failed=len(failed), summary=summary),
+                              indent=2))
+    else:
+        table = Table(title=f"{backbone.name}  ·  {len(records)} records  ·  results in {out_path}",
+                      title_justify="left")
+        for col in ("ratio", "method", "type", "items", "failed", "accuracy", "tokens kept", "prefill ms",
+                    "speed-up"):
+            table.add_column(col, justify="left" if col in ("method", "type") else "right")
+        for r in summary:
+            name = "no pruning" if r["pruner"] == "none" else r["pruner"] + (" + SToP" if r["stop"] else "")
+            table.add_row(f"{r['ratio']:g}", name, r["type"], str(r["items"]), str(r["failed"]),
+                          "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
+                          "-" if r["kept"] is None else f"{r['kept']:.0f}", _ms(r["prefill_ms"]),
+                          "-" if r["speedup"] is None else f"{r['speedup']:.2f}x")
+        out.print(table)
+    for r in failed[:5]:
+        err.print(f"failed: {r['video']}: {r['error']}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{what}: not a number: {text!r}") from None
 
 
 def main() -> None:

@@ -94,3 +94,22 @@ def test_presets_lists_the_shipped_presets():
     names = {p["name"] for p in json.loads(r.stdout)}
     assert {"default", "llava-onevision-qwen2-7b-ov", "llava-video-7b-qwen2"} <= names
     assert "llava-onevision-qwen2-7b-ov" in run("presets").stdout
+
+
+def test_compare_rows_share_one_vision_pass(tiny_model, videos, monkeypatch):
+    from stopcli.backbones.llava_onevision import LlavaOnevisionBackbone
+
+    calls = []
+    real = LlavaOnevisionBackbone.encode
+    monkeypatch.setattr(LlavaOnevisionBackbone, "encode", lambda self, inputs: calls.append(1) or real(self, inputs))
+    r = run("compare", videos["good"], "what color is the circle?", "--model", tiny_model, "--frames", 8,
+            "--pruners", "visionzip,holitom", "--max-new-tokens", 2, "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [(x["pruner"], x["stop"]) for x in rows] == [("none", False), ("visionzip", False), ("visionzip", True),
+                                                        ("holitom", False), ("holitom", True)]
+    assert rows[0]["visual_tokens"]["after"] == 288 and rows[0]["prefill_speedup"] == 1.0
+    assert all(x["visual_tokens"]["after"] < 40 for x in rows[1:])
+    assert len(calls) == 1
+    human = run("compare", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--max-new-tokens", 1)
+    assert human.exit_code == 0 and "holitom + SToP" in human.stdout and "no pruning" in human.stdout

@@ -1,0 +1,208 @@
+"""`stop bench`: every record x ratio x pruner x (base, +SToP), one JSONL line per finished item, resumable.
+
+Each video is decoded and encoded once per run; every setting reuses that vision pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import StopError
+from .pipeline import EncodedVideo, PruneSettings, answer
+from .records import Record
+from .scoring import is_correct
+from .video import read_video
+
+
+@dataclass(frozen=True)
+class Setting:
+    ratio: float
+    pruner: str
+    stop: bool
+
+    def prune_settings(self) -> PruneSettings:
+        return PruneSettings(pruner=self.pruner, ratio=self.ratio, stop=self.stop)
+
+
+def settings_grid(ratios: Iterable[float], pruners: Iterable[str], stop_mode: str) -> list[Setting]:
+    """ratio 0 is one unpruned run; other ratios run each pruner without and/or with SToP."""
+    modes = {"both": (False, True), "on": (True,), "off": (False,)}[stop_mode]
+    grid = []
+    for r in ratios:
+        if r == 0:
+            grid.append(Setting(0.0, "none", False))
+            continue
+        for p in pruners:
+            for s in modes if p not in ("none", "uniform") else (False,):
+                grid.append(Setting(r, p, s))
+    return list(dict.fromkeys(grid))
+
+
+def item_key(record_key: str, s: Setting) -> str:
+    return f"{record_key}@{s.ratio:g}/{s.pruner}/{'stop' if s.stop else 'base'}"
+
+
+def done_keys(path: Path) -> set[str]:
+    """Keys already in a results file. A line cut short by a kill is ignored (its item runs again)."""
+    keys = set()
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                keys.add(json.loads(line)["key"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return keys
+
+
+class ResultWriter:
+    """Appends one JSON line per item and makes it durable before the next item starts."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            with path.open("ab") as f:  # a kill mid-line leaves a fragment: close it so the next line parses
+                f.write(b"\n")
+        self.file = path.open("a", encoding="utf-8")
+
+    def write(self, row: dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def failure_row(record: Record, s: Setting, key: str, reason: str) -> dict:
+    return dict(key=key, video=record.video, question=record.question, answer=record.answer, prediction=None,
+                correct=None, type=record.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop, visual_tokens=None,
+                timings_ms=None, error=reason)
+
+
+def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting], output: Path, *, frames: int,
+              max_new_tokens: int, skip: set[str], on_item: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run every (record, setting) not in `skip`; write and return the rows."""
+    writer = ResultWriter(output)
+    rows: list[dict] = []
+    by_video: dict[str, list[Record]] = defaultdict(list)
+    for rec in records:
+        by_video[rec.video].append(rec)
+    try:
+        for video, recs in by_video.items():
+            todo = [(r, s) for r in recs for s in grid if item_key(r.key, s) not in skip]
+            if not todo:
+                continue
+            clip, encoded, video_error = None, None, None
+            try:
+                if all(r.error for r, _ in todo):
+                    raise StopError(todo[0][0].error)
+                path = Path(video) if Path(video).is_absolute() else folder / video
+                t0 = time.perf_counter()
+                clip = read_video(path, num_frames=frames)
+                decode_ms = (time.perf_counter() - t0) * 1000
+            except StopError as exc:
+                video_error = str(exc)
+            for rec, s in todo:
+                key = item_key(rec.key, s)
+                if rec.error or video_error:
+                    row = failure_row(rec, s, key, rec.error or video_error)
+                else:
+                    try:
+                        inputs = backbone.prepare(clip.frames, rec.prompt())
+                        if encoded is None:  # the vision pass depends on the frames only: once per video
+                            t0 = time.perf_counter()
+                            enc = backbone.encode(inputs)
+                            encoded = (enc, (time.perf_counter() - t0) * 1000)
+                        ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
+                        res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
+                        row = dict(key=key, video=rec.video, question=rec.question, answer=rec.answer,
+                                   prediction=res.answer, correct=is_correct(res.answer, rec.answer,
+                                                                             list(rec.options or []) or None),
+                                   type=rec.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
+                                   visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
+                                   timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
+                                                   total=res.timings_ms["total"]),
+                                   error=None)
+                    except StopError as exc:
+                        row = failure_row(rec, s, key, str(exc))
+                    except RuntimeError as exc:  # e.g. out of memory on one long video: record it, go on
+                        row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                writer.write(row)
+                rows.append(row)
+                if on_item:
+                    on_item(row)
+    finally:
+        writer.close()
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per ratio x pruner x SToP x type (and 'all'): accuracy, mean kept tokens, mean prefill ms, and the prefill
+    speed-up against the unpruned (ratio 0) rows of the same file when there are any."""
+    ok = [r for r in rows if r.get("error") is None]
+    base_prefill = [r["timings_ms"]["prefill"] for r in ok if r["ratio"] == 0]
+    ref = sum(base_prefill) / len(base_prefill) if base_prefill else None
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        for t in ("all", r.get("type") or "-"):
+            groups[(r["ratio"], r["pruner"], r["stop"], t)].append(r)
+    out = []
+    for (ratio, pruner, stop, t), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2],
+                                                                                   kv[0][3] != "all", kv[0][3])):
+        if t != "all" and all((r.get("type") or "-") == t for r in rows):
+            continue  # a single type repeats the 'all' row
+        good = [r for r in items if r.get("error") is None]
+        scored = [r for r in good if r.get("correct") is not None]
+        prefill = sum(r["timings_ms"]["prefill"] for r in good) / len(good) if good else None
+        out.append(dict(ratio=ratio, pruner=pruner, stop=stop, type=t, items=len(items), failed=len(items) - len(good),
+                        accuracy=sum(r["correct"] for r in scored) / len(scored) if scored else None,
+                        kept=sum(r["visual_tokens"]["after"] for r in good) / len(good) if good else None,
+                        prefill_ms=prefill, speedup=ref / prefill if ref and prefill else None))
+    return out
+
+
+def plot(summary: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary if r["type"] == "all"]
+    fig, (ax_acc, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
+    ref = [r for r in rows if r["ratio"] == 0]
+    lines = sorted({(r["pruner"], r["stop"]) for r in rows if r["ratio"] > 0})
+    for pruner, stop in lines:
+        pts = sorted((r for r in rows if (r["pruner"], r["stop"]) == (pruner, stop)), key=lambda r: r["ratio"])
+        pts = ref + pts
+        label = pruner + (" + SToP" if stop else "")
+        style = "-" if stop else "--"
+        xs = [r["ratio"] for r in pts]
+        ax_acc.plot(xs, [r["accuracy"] if r["accuracy"] is not None else float("nan") for r in pts], style,
+                    marker="o", label=label)
+        ax_t.plot(xs, [r["prefill_ms"] if r["prefill_ms"] is not None else float("nan") for r in pts], style,
+                  marker="o", label=label)
+    ax_acc.set(xlabel="ratio (fraction of visual tokens dropped)", ylabel="accuracy", title="accuracy")
+    ax_t.set(xlabel="ratio (fraction of visual tokens dropped)", ylabel="prefill ms", title="prefill time")
+    for ax in (ax_acc, ax_t):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,66 @@
+"""Scoring free-text answers without a judge: option letters, yes/no, and one-word answers."""
+
+from __future__ import annotations
+
+import re
+import string
+
+LETTERS = "abcdefgh"
+_ARTICLES = {"a", "an", "the"}
+
+
+def parse_letter(text: str, n_options: int = 4, options: list[str] | None = None) -> str | None:
+    """The option letter a model meant: "(B) red", "b.", "B", "the answer is b", "Option C", or the option's text.
+    Returns a lower-case letter or None."""
+    valid = LETTERS[:max(1, n_options)]
+    t = text.strip().lower()
+    patterns = [
+        rf"\(([{valid}])\)",                                    # (b)
+        rf"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{valid}])\b",  # the answer is b / option: c
+        rf"^\s*([{valid}])\s*(?:[\.\):,]|$|\s)",                # b. / b) / b
+    ]
+    for pattern in patterns:
+        m = re.search(pattern, t)
+        if m:
+            return m.group(1)
+    if options:
+        norm = normalise(text)
+        for i, opt in enumerate(options[:len(valid)]):
+            if norm and norm == normalise(opt):
+                return LETTERS[i]
+    m = re.search(rf"\b([{valid.upper()}])\b", text)  # a lone capital letter anywhere
+    return m.group(1).lower() if m else None
+
+
+def parse_yes_no(text: str) -> str | None:
+    m = re.search(r"\b(yes|no)\b", text.lower())
+    return m.group(1) if m else None
+
+
+def normalise(text: str) -> str:
+    """lower-case, punctuation and articles removed, whitespace collapsed."""
+    t = text.lower().translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
+    return " ".join(w for w in t.split() if w not in _ARTICLES)
+
+
+def answer_kind(gold: str, options: list[str] | None) -> str:
+    g = gold.strip().lower()
+    if options:
+        return "letter"
+    if g in ("yes", "no"):
+        return "yes/no"
+    return "word"
+
+
+def is_correct(prediction: str, gold: str | None, options: list[str] | None = None) -> bool | None:
+    """True/False against the gold answer; None when there is no gold answer."""
+    if gold is None:
+        return None
+    kind = answer_kind(gold, options)
+    g = gold.strip().lower()
+    if kind == "letter":
+        return parse_letter(prediction, len(options or LETTERS[:4]), options) == g.strip("()")
+    if kind == "yes/no":
+        return parse_yes_no(prediction) == g
+    p, gn = normalise(prediction), normalise(gold)
+    return bool(p) and (p == gn or p.split()[0] == gn)

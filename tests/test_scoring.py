@@ -1,0 +1,32 @@
+import pytest
+
+from stopcli.scoring import is_correct, normalise, parse_letter, parse_yes_no
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("(B) red", "b"), ("b", "b"), ("B.", "b"), ("the answer is b", "b"), ("Answer: C", "c"), ("Option D", "d"),
+    ("(c)", "c"), ("I think it is A", "a"), ("a) left", "a"), ("red", None), ("", None),
+])
+def test_parse_letter(text, letter):
+    assert parse_letter(text, 4) == letter
+
+
+def test_parse_letter_by_option_text_and_range():
+    assert parse_letter("Green.", 4, ["red", "green", "blue", "yellow"]) == "b"
+    assert parse_letter("(e)", 4) is None  # only a-d exist
+
+
+@pytest.mark.parametrize("text, word", [("Yes.", "yes"), ("no, it is not", "no"), ("I'd say yes", "yes"),
+                                        ("Nothing", None), ("yesterday", None)])
+def test_parse_yes_no(text, word):
+    assert parse_yes_no(text) == word
+
+
+def test_is_correct():
+    assert is_correct("Yes.", "yes") and not is_correct("No", "yes")
+    assert is_correct("(B) red", "b", ["blue", "red", "green", "yellow"])
+    assert not is_correct("(A) blue", "b", ["blue", "red", "green", "yellow"])
+    assert is_correct("Left.", "left") and is_correct("left, slowly", "left") and not is_correct("right", "left")
+    assert is_correct("The red one", "red one")
+    assert is_correct("anything", None) is None
+    assert normalise("  The Red,  Circle! ") == "red circle"
