@@ -23,7 +23,7 @@ SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"
 WORDS = (
     "user assistant system you are a helpful is there in the video what color shape object which direction does "
     "move moves how many objects visible at end of yes no red green blue yellow circle square triangle left right "
-    "up down still one two three zero options answer with letter b c d happens ? . , ( ) : describe this it"
+    "up down still one two three zero options answer with letter b c d star happens ? . , ( ) : describe this it"
 ).split()
 
 
@@ -73,8 +73,10 @@ def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size:
     model.generation_config.pad_token_id = tok.pad_token_id
     size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[image_size, image_size]]),
-        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        # SigLIP's normalisation (mean = std = 0.5), as in the LLaVA-OneVision checkpoints
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[image_size, image_size]],
+                                                     image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        video_processor=LlavaOnevisionVideoProcessor(size=size, image_mean=[0.5] * 3, image_std=[0.5] * 3),
         tokenizer=tok, chat_template=CHAT_TEMPLATE,
         num_image_tokens=(image_size // patch_size) ** 2, vision_feature_select_strategy="full",
     )

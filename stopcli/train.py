@@ -1,0 +1,222 @@
+"""Training the embedded model from scratch on the synthetic world, reproducibly, on a CPU.
+
+What makes a CPU-sized budget enough (plain end-to-end training sits at the answer prior for a long time):
+  * batches are rendered on the fly by the vectorised renderer (no Python per pixel), at random frame sizes and
+    aspect ratios, then resized and normalised exactly like the processor does;
+  * an auxiliary loss grounds every pooled visual token: a linear head predicts the colour and the shape of the
+    object covering that token's cell (labels come free from the renderer); the head is not part of the model;
+  * every video carries several question/answer turns in one sequence, so one vision pass teaches several answers.
+The model is a LLaVA-OneVision (SigLIP + Qwen2) saved with save_pretrained: the same class and code path as the
+real checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .synth import COLORS, SHAPES, questions, render, sample_scene
+from .tiny import build_llava_onevision
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 150
+    weight_decay: float = 0.01
+    frames: int = 8
+    image_size: int = 96
+    patch_size: int = 8
+    vision_width: int = 64
+    vision_layers: int = 2
+    text_width: int = 128
+    text_layers: int = 4
+    max_turns: int = 6
+    aux_weight: float = 1.0
+    seed: int = 0
+    eval_every: int = 250
+    eval_videos: int = 96
+    threads: int = 2
+
+
+def load_model(path: Path):
+    from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+
+    return LlavaOnevisionForConditionalGeneration.from_pretrained(path), AutoProcessor.from_pretrained(path)
+
+
+class Batcher:
+    """Renders training batches and turns question/answer turns into token ids and labels."""
+
+    def __init__(self, processor, model_config, cfg: TrainConfig, seed: int) -> None:
+        self.tok = processor.tokenizer
+        vp = processor.video_processor
+        self.mean = torch.tensor(vp.image_mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(vp.image_std).view(1, 3, 1, 1)
+        self.cfg = cfg
+        self.rng = random.Random(seed)
+        self.video_id = model_config.video_token_id
+        grid = cfg.image_size // cfg.patch_size
+        self.pooled = math.ceil(grid / 2)
+        self.n_video = cfg.frames * self.pooled ** 2 + 1
+        self._cache: dict[str, list[int]] = {}
+
+    def ids(self, text: str) -> list[int]:
+        if text not in self._cache:
+            self._cache[text] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return self._cache[text]
+
+    def pixels(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, T, H, W, 3] uint8 -> [B, T, 3, S, S] as the processor makes it (bicubic resize, uint8 round, normalise)."""
+        b, t, h, w, _ = video.shape
+        x = video.reshape(b * t, h, w, 3).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bicubic", antialias=True, align_corners=False)
+        x = x.round().clamp(0, 255) / 255.0
+        x = (x - self.mean) / self.std
+        return x.reshape(b, t, 3, self.cfg.image_size, self.cfg.image_size)
+
+    def cell_labels(self, masks: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Per pooled token: (colour, shape) class of the object covering most of its cell, else 'none'.
+        masks [B, O, T, H, W], cls [B, O, 2] -> [B, T * P * P, 2] long (none = 4 for colour, 3 for shape)."""
+        b, o, t, h, w = masks.shape
+        cover = F.adaptive_avg_pool2d(masks.float().reshape(b * o * t, 1, h, w), self.pooled)
+        cover = cover.reshape(b, o, t, -1)  # [B, O, T, P*P]
+        best, which = cover.max(1)  # [B, T, P*P]
+        lab = torch.gather(cls, 1, which.flatten(1)[..., None].expand(-1, -1, 2)).reshape(b, t, -1, 2)
+        none = best < 0.2
+        lab[..., 0] = torch.where(none, torch.full_like(lab[..., 0], len(COLORS)), lab[..., 0])
+        lab[..., 1] = torch.where(none, torch.full_like(lab[..., 1], len(SHAPES)), lab[..., 1])
+        return lab.reshape(b, -1, 2)
+
+    def turns(self, qas, single: bool) -> tuple[list[int], list[int]]:
+        k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
+        ids, labels = [], []
+        for i, qa in enumerate(qas[:k]):
+            head = f"<|im_start|>user\n{'<video>' + chr(10) if i == 0 else ''}{qa.question}<|im_end|>\n" \
+                   f"<|im_start|>assistant\n"
+            prompt = self.ids(head)
+            if i == 0:
+                at = prompt.index(self.video_id)
+                prompt = prompt[:at] + [self.video_id] * self.n_video + prompt[at + 1:]
+            answer = self.ids(f"{qa.answer}<|im_end|>\n")
+            ids += prompt + answer
+            labels += [-100] * len(prompt) + answer
+        return ids, labels
+
+    def batch(self, n: int, single: bool = False, seed: int | None = None):
+        rng = self.rng if seed is None else random.Random(seed)
+        h = rng.choice([64, 96, 128, 160])
+        w = rng.choice([h, h, int(h * 4 / 3) // 2 * 2])
+        scenes = [sample_scene(rng, h, w) for _ in range(n)]
+        video, masks, cls = render(scenes, self.cfg.frames, seed=rng.randrange(1 << 30))
+        rows, qa_lists = [], []
+        for sc in scenes:
+            qas = questions(sc, rng)
+            rng.shuffle(qas)
+            qa_lists.append(qas)
+            rows.append(self.turns(qas, single))
+        length = max(len(r[0]) for r in rows)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([r[0] + [pad] * (length - len(r[0])) for r in rows])
+        labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
+        mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
+        return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask,
+                    cells=self.cell_labels(masks, cls), qas=qa_lists)
+
+
+def _forward(model, head: nn.Module, b: dict):
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
+                                           vision_feature_select_strategy="full").pooler_output  # [B, N+1, D]
+    aux = head(feats[:, :-1])  # [B, N, colours + 1 + shapes + 1]
+    out = model(input_ids=b["ids"], attention_mask=b["mask"],
+                mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)})
+    return out.logits, aux
+
+
+def _losses(logits, aux, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    answer = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=-100)
+    nc = len(COLORS) + 1
+    cells = b["cells"]
+    grounding = F.cross_entropy(aux[..., :nc].flatten(0, 1), cells[..., 0].flatten()) + \
+        F.cross_entropy(aux[..., nc:].flatten(0, 1), cells[..., 1].flatten())
+    return answer, grounding
+
+
+@torch.no_grad()
+def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
+    """Accuracy of the first answer token on single-question batches (teacher-forced), by question type."""
+    model.eval()
+    hits: dict[str, list[int]] = {}
+    head = nn.Identity()
+    for i in range(0, n, 16):
+        b = batcher.batch(min(16, n - i), single=True, seed=seed + i)
+        logits, _ = _forward(model, head, b)
+        for row in range(b["ids"].shape[0]):
+            pos = int((b["labels"][row] != -100).nonzero()[0])
+            pred = int(logits[row, pos - 1].argmax())
+            qa = b["qas"][row][0]
+            hits.setdefault(qa.type, []).append(int(pred == b["labels"][row, pos]))
+    model.train()
+    acc = {k: sum(v) / len(v) for k, v in sorted(hits.items())}
+    acc["all"] = sum(sum(v) for v in hits.values()) / sum(len(v) for v in hits.values())
+    return acc
+
+
+def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train from scratch and save the model (safetensors), tokenizer and processor to out_dir.
+    Writes training_log.jsonl (loss and quick accuracy against wall-clock time) beside them."""
+    out = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    build_llava_onevision(out, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_width=cfg.vision_width,
+                          vision_layers=cfg.vision_layers, text_width=cfg.text_width, text_layers=cfg.text_layers,
+                          seed=cfg.seed)
+    model, processor = load_model(out)
+    model.train()
+    batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
+    d = model.config.text_config.hidden_size
+    head = nn.Linear(d, len(COLORS) + 1 + len(SHAPES) + 1)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    log_path = out / "training_log.jsonl"
+    log_file = log_path.open("w")
+    start = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        b = batcher.batch(cfg.batch)
+        logits, aux = _forward(model, head, b)
+        answer, grounding = _losses(logits, aux, b)
+        loss = answer + cfg.aux_weight * grounding
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 25 == 0 or step == 1:
+            row = dict(step=step, minutes=round((time.perf_counter() - start) / 60, 2), answer_loss=answer.item(),
+                       grounding_loss=grounding.item(), lr=sched.get_last_lr()[0])
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                         if k != "accuracy") + (f" acc={row['accuracy']}" if "accuracy" in row else ""))
+    log_file.close()
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return out
