@@ -126,6 +126,7 @@ def ask(
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16 (default: bf16 on CUDA)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the checkpoint's own code."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    show_png: Optional[Path] = typer.Option(None, "--show", help="Also draw the kept tokens to this PNG."),
 ) -> None:
     """Answer a question about a video with a pruned Video LLM."""
     from . import pipeline
@@ -144,6 +145,8 @@ def ask(
     backbone = _load(p, origin, model, device, dtype, trust_remote_code)
     encoded = pipeline.encode(backbone, clip, question, decode_ms)
     result = pipeline.answer(backbone, encoded, settings, new_tokens)
+    if show_png is not None:
+        _draw(clip, encoded, settings.pruner, settings.ratio, show_png, backbone.name, settings.mu_s, settings.mu_t)
     if as_json:
         data = result.to_json()
         data["wall_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -169,6 +172,51 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     out.print(table)
 
 
+def _draw(clip, encoded, pruner: str, ratio: float, path: Path, model: str, mu_s=None, mu_t=None,
+          show_frames: int = 8) -> None:
+    from .show import show as draw
+
+    if pruner in ("none", "uniform"):
+        raise UsageError(f"--show needs a pruner SToP can wrap (visionzip, fastvid, holitom), not {pruner!r}")
+    draw(clip.frames, encoded.encoded.tokens, pruner, ratio if ratio > 0 else 0.9, path, model, show_frames,
+         mu_s, mu_t)
+    err.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+@user_errors
+def show(
+    video: Path = typer.Argument(..., help="Video file."),
+    out_png: Path = typer.Option(Path("tokens.png"), "--out", "-o", help="PNG to write."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset name or YAML path."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder."),
+    pruner: Optional[str] = typer.Option(None, help="visionzip, fastvid or holitom (default: the preset's)."),
+    ratio: Optional[float] = typer.Option(None, help="Fraction of visual tokens dropped, in [0, 1)."),
+    mu_s: Optional[float] = typer.Option(None, "--mu-s", help="STSP weight."),
+    mu_t: Optional[float] = typer.Option(None, "--mu-t", help="STTP weight."),
+    frames: Optional[int] = typer.Option(None, help="Frames sampled for the model."),
+    show_frames: int = typer.Option(8, "--show-frames", help="Frames drawn."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+) -> None:
+    """Draw the sink score and the tokens the base pruner and base + SToP keep, as one PNG."""
+    from . import pipeline
+
+    p, origin = load_preset(preset)
+    name = validate_pruner(pruner if pruner is not None else p.pruner)
+    r = validate_ratio(ratio if ratio is not None else p.ratio)
+    if r == 0:
+        raise UsageError("--ratio 0 keeps every token: nothing to show")
+    if show_frames < 1:
+        raise UsageError("--show-frames must be at least 1")
+    n_frames, _ = _counts(p, frames, None)
+    clip, decode_ms = _decode(video, n_frames, None, None, None)
+    backbone = _load(p, origin, model, device, dtype, trust_remote_code)
+    encoded = pipeline.encode(backbone, clip, "describe this video.", decode_ms)
+    _draw(clip, encoded, name, r, out_png, backbone.name, mu_s, mu_t, show_frames)
+
+
 def _split(text: str, what: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
@@ -191,6 +239,7 @@ def compare(
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
+    show_png: Optional[Path] = typer.Option(None, "--show", help="Also draw the kept tokens (first pruner)."),
 ) -> None:
     """No pruning, each base pruner, and each with SToP, side by side (one decode, one vision pass)."""
     from . import pipeline
@@ -210,6 +259,9 @@ def compare(
         if b != "uniform":
             rows.append(pipeline.PruneSettings(b, r, True))
     results = [pipeline.answer(backbone, encoded, s, new_tokens) for s in rows]
+    if show_png is not None:
+        _draw(clip, encoded, next((b for b in bases if b not in ("none", "uniform")), bases[0]), r, show_png,
+              backbone.name)
     ref = results[0].timings_ms["prefill"]
     if as_json:
         data = []

@@ -104,9 +104,9 @@ def test_get_pruner_defaults_and_names():
 
 
 def test_authors_baseline_reproduces_their_mu_zero_side_tricks():
-    from test_planted_sink import planted_video
+    from stopcli.pruners.planted import planted_sink_tokens
 
-    video = planted_video()
+    video = planted_sink_tokens()[0]
     # make grid position 0 the strongest sink: the authors' VisionZip baseline moves its first target off index 0
     attn = video.attention.clone()
     attn[:, 0] = 0.05
