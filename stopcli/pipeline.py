@@ -43,7 +43,8 @@ class Answer:
     stop: bool
     ratio: float
     mu: dict
-    frames: int
+    frames: int  # token frames: video frames for LLaVA, temporal patches (2 frames) for Qwen
+    video_frames: int
     visual_tokens: dict
     prompt_tokens: int
     new_tokens: int
@@ -118,7 +119,7 @@ def answer(backbone: Backbone, video: EncodedVideo, settings: PruneSettings, max
     return Answer(
         answer=gen.text, model=backbone.name, pruner=settings.pruner,
         stop=hasattr(pruner, "mu"), ratio=settings.ratio, mu={"s": mu[0], "t": mu[1]},
-        frames=tokens.num_frames, visual_tokens={"before": tokens.num_tokens, "after": len(pruned)},
+        frames=tokens.num_frames, video_frames=video.clip.num_frames, visual_tokens={"before": tokens.num_tokens, "after": len(pruned)},
         prompt_tokens=gen.prompt_tokens, new_tokens=n_new,
         timings_ms={k: round(v, 2) for k, v in timings.items()},
         tokens_per_s=round((n_new - 1) / (decode_ms / 1000), 2) if n_new > 1 and decode_ms > 0 else None,

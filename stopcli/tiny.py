@@ -84,3 +84,74 @@ def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size:
     model.save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)
     return path
+
+
+QWEN_SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_qwen_vl(path: str | Path, *, version: str = "2.5", vision_width: int = 32, vision_layers: int = 2,
+                  text_width: int = 64, text_layers: int = 2, max_pixels: int = 112 * 112, seed: int = 0) -> Path:
+    """Save a random-weight Qwen2-VL (version "2") or Qwen2.5-VL ("2.5") with its processor to `path`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + QWEN_SPECIALS + sorted(set(WORDS)))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<pad>", unk_token="<unk>",
+                                  extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|vision_start|>", "<|vision_end|>"]})
+    tok.chat_template = QWEN_TEMPLATE
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    heads = 4
+    half = text_width // heads // 2
+    section = [half - 2 * (half // 3), half // 3, half // 3]
+    text = dict(vocab_size=len(tok), hidden_size=text_width, intermediate_size=2 * text_width,
+                num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=2,
+                max_position_embeddings=4096, rope_theta=10000.0, tie_word_embeddings=False,
+                rope_scaling={"type": "mrope", "mrope_section": section}, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(seed)
+    if version == "2":
+        from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
+                                  Qwen2VLProcessor, Qwen2VLVideoProcessor)
+
+        config = Qwen2VLConfig(vision_config=dict(depth=vision_layers, embed_dim=vision_width, hidden_size=text_width,
+                                                  num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2,
+                                                  temporal_patch_size=2, in_channels=3),
+                               text_config=text, **common)
+        model = Qwen2VLForConditionalGeneration(config).eval()
+        proc_cls, img_cls, vid_cls = Qwen2VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    else:
+        from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                                  Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+        config = Qwen2_5_VLConfig(vision_config=dict(depth=vision_layers, hidden_size=vision_width,
+                                                     intermediate_size=2 * vision_width, num_heads=2, patch_size=14,
+                                                     spatial_merge_size=2, temporal_patch_size=2,
+                                                     out_hidden_size=text_width, window_size=56,
+                                                     fullatt_block_indexes=[vision_layers - 1], in_channels=3),
+                                  text_config=text, **common)
+        model = Qwen2_5_VLForConditionalGeneration(config).eval()
+        proc_cls, img_cls, vid_cls = Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    pixels = dict(min_pixels=56 * 56, max_pixels=max_pixels)
+    processor = proc_cls(image_processor=img_cls(**pixels), video_processor=vid_cls(**pixels), tokenizer=tok,
+                         chat_template=QWEN_TEMPLATE)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return path

@@ -113,3 +113,16 @@ def test_compare_rows_share_one_vision_pass(tiny_model, videos, monkeypatch):
     assert len(calls) == 1
     human = run("compare", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--max-new-tokens", 1)
     assert human.exit_code == 0 and "holitom + SToP" in human.stdout and "no pruning" in human.stdout
+
+
+def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
+    from stopcli.tiny import build_qwen_vl
+
+    model = str(build_qwen_vl(tmp_path / "qwen", version="2.5"))
+    r = run("ask", videos["good"], "what color is the circle?", "--model", model, "--frames", 8, "--ratio", 0.5,
+            "--max-new-tokens", 2, "--json", "--show", tmp_path / "q.png")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["frames"] == 4 and data["video_frames"] == 8  # temporal patches of 2 frames
+    assert data["visual_tokens"]["after"] < data["visual_tokens"]["before"]
+    assert (tmp_path / "q.png").stat().st_size > 1000

@@ -7,8 +7,9 @@ import torch
 from ..errors import StopError
 from .base import Backbone, Encoded, Generation
 from .llava_onevision import LlavaOnevisionBackbone
+from .qwen_vl import QwenVLBackbone
 
-ADAPTERS = {"llava_onevision": LlavaOnevisionBackbone}
+ADAPTERS = {"llava_onevision": LlavaOnevisionBackbone, "qwen2_vl": QwenVLBackbone, "qwen2_5_vl": QwenVLBackbone}
 
 
 def load_backbone(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False) -> Backbone:

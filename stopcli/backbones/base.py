@@ -46,6 +46,13 @@ class Backbone(Protocol):
                  keep_logits: bool = False) -> Generation: ...
 
 
+# Attention is reported on one scale for every backbone: received attention per token as if each frame had SigLIP-384's
+# 729 patches (mean 1/729 per token). The authors tuned mu_s on that scale (LLaVA-OneVision at 384 px, where this is
+# the identity), so one set of mu defaults serves every backbone and resolution. Sink scores and top-k rankings do not
+# depend on the scale; only STSP's a - mu_s * s does.
+REFERENCE_PATCHES = 729
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -71,19 +78,30 @@ class FirstTokenClock:
             self.first = time.perf_counter()
 
 
+def siglip_qk(module: nn.Module, args: tuple, kwargs: dict, num_heads: int) -> tuple[Tensor, Tensor, float]:
+    """SigLIP/CLIP-style attention (q_proj, k_proj): [B, N, C] input -> q, k [B, H, N, hd] and the scale."""
+    hidden = args[0] if args else kwargs["hidden_states"]
+    b, n, _ = hidden.shape
+    q = module.q_proj(hidden).view(b, n, num_heads, -1).transpose(1, 2)
+    k = module.k_proj(hidden).view(b, n, num_heads, -1).transpose(1, 2)
+    return q, k, getattr(module, "scale", q.shape[-1] ** -0.5)
+
+
 class AttentionProbe:
     """Reads the attention one encoder layer pays, without switching the encoder to eager attention.
 
     A forward pre-hook on that layer's attention module recomputes softmax(q k^T * scale) from the module's own
-    input, query chunk by query chunk (memory B * H * chunk * N instead of B * H * N * N), and keeps
+    input (`qk` turns the hook's arguments into q, k [B, H, N, hd]: B independent attention groups, e.g. frames),
+    query chunk by query chunk (memory B * H * chunk * N instead of B * H * N * N), and keeps
       received: [B, N] attention each key receives, mean over heads and queries;
       keys:     [B, N, head_dim] the keys, mean over heads.
     Every layer keeps its own attention implementation (SDPA/flash); this layer's q/k projections run twice."""
 
-    def __init__(self, attention: nn.Module, num_heads: int, max_elements: int = 1 << 26) -> None:
+    def __init__(self, attention: nn.Module, num_heads: int, max_elements: int = 1 << 26, qk=siglip_qk) -> None:
         self.attention = attention
         self.num_heads = num_heads
         self.max_elements = max_elements
+        self.qk = qk
         self.received: Tensor | None = None
         self.keys: Tensor | None = None
         self._handle = None
@@ -97,14 +115,11 @@ class AttentionProbe:
 
     @torch.no_grad()
     def _hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]  # [B, N, C]
-        b, n, _ = hidden.shape
-        h = self.num_heads
-        q = module.q_proj(hidden).view(b, n, h, -1).transpose(1, 2).float()  # [B, H, N, hd]
-        k = module.k_proj(hidden).view(b, n, h, -1).transpose(1, 2).float()
-        scale = getattr(module, "scale", q.shape[-1] ** -0.5)
+        q, k, scale = self.qk(module, args, kwargs, self.num_heads)
+        q, k = q.float(), k.float()
+        b, h, n, _ = q.shape
         chunk = max(1, self.max_elements // (b * h * n))
-        received = torch.zeros(b, n, device=hidden.device)
+        received = torch.zeros(b, n, device=q.device)
         for start in range(0, n, chunk):  # bounded memory; a handful of chunks at real sizes
             probs = torch.softmax(torch.matmul(q[:, :, start:start + chunk], k.transpose(-1, -2)) * scale, dim=-1)
             received += probs.sum(dim=(1, 2))

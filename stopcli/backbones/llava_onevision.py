@@ -11,7 +11,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..errors import StopError
 from ..pruners import PrunedTokens, VisualTokens
-from .base import AttentionProbe, Encoded, FirstTokenClock, Generation, sync
+from .base import REFERENCE_PATCHES, AttentionProbe, Encoded, FirstTokenClock, Generation, sync
 
 
 class LlavaOnevisionBackbone:
@@ -83,6 +83,7 @@ class LlavaOnevisionBackbone:
             received, keys = received[:, 1:], keys[:, 1:]
         # The same bilinear pooling the features get keeps attention and keys aligned with them.
         attention = mm.apply_pooling(received[..., None].to(pooled.dtype))[..., 0]  # [T, S]
+        attention = attention * (received.shape[1] / REFERENCE_PATCHES)  # the common scale (see REFERENCE_PATCHES)
         keys = mm.apply_pooling(keys.to(pooled.dtype))  # [T, S, hd]
         selected = out.hidden_states[self.model.config.vision_feature_layer]  # [T, N, C] pre-projector
         tokens = VisualTokens(features=features.reshape(t, s, -1), attention=attention, grid=(side, s // side),
