@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .synth import COLORS, SHAPES, questions, render, sample_scene
+from .synth import COLORS, MOVES, SHAPES, questions, render, sample_scene
 from .tiny import build_llava_onevision
 
 
@@ -85,18 +85,22 @@ class Batcher:
         x = (x - self.mean) / self.std
         return x.reshape(b, t, 3, self.cfg.image_size, self.cfg.image_size)
 
-    def cell_labels(self, masks: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        """Per pooled token: (colour, shape) class of the object covering most of its cell, else 'none'.
-        masks [B, O, T, H, W], cls [B, O, 2] -> [B, T * P * P, 2] long (none = 4 for colour, 3 for shape)."""
+    def cell_labels(self, masks: torch.Tensor, cls: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+        """Per pooled token [B, T * P * P, 4] long: colour, shape and motion of the object covering most of its cell
+        (none = 4, 3, 5), and how many distinct objects have been visible up to its frame (0-3).
+        masks [B, O, T, H, W], cls [B, O, 2], moves [B, O] (MOVES index)."""
         b, o, t, h, w = masks.shape
         cover = F.adaptive_avg_pool2d(masks.float().reshape(b * o * t, 1, h, w), self.pooled)
         cover = cover.reshape(b, o, t, -1)  # [B, O, T, P*P]
         best, which = cover.max(1)  # [B, T, P*P]
-        lab = torch.gather(cls, 1, which.flatten(1)[..., None].expand(-1, -1, 2)).reshape(b, t, -1, 2)
+        attrs = torch.cat([cls, moves[..., None]], dim=-1)  # [B, O, 3]
+        lab = torch.gather(attrs, 1, which.flatten(1)[..., None].expand(-1, -1, 3)).reshape(b, t, -1, 3)
         none = best < 0.2
-        lab[..., 0] = torch.where(none, torch.full_like(lab[..., 0], len(COLORS)), lab[..., 0])
-        lab[..., 1] = torch.where(none, torch.full_like(lab[..., 1], len(SHAPES)), lab[..., 1])
-        return lab.reshape(b, -1, 2)
+        for i, n_cls in enumerate((len(COLORS), len(SHAPES), len(MOVES))):
+            lab[..., i] = torch.where(none, torch.full_like(lab[..., i], n_cls), lab[..., i])
+        seen = masks.flatten(3).any(-1).long().cummax(2).values.sum(1)  # [B, T] objects visible so far
+        count = seen[:, :, None].expand(b, t, lab.shape[2])
+        return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
 
     def turns(self, qas, single: bool) -> tuple[list[int], list[int]]:
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
@@ -119,6 +123,8 @@ class Batcher:
         w = rng.choice([h, h, int(h * 4 / 3) // 2 * 2])
         scenes = [sample_scene(rng, h, w) for _ in range(n)]
         video, masks, cls = render(scenes, self.cfg.frames, seed=rng.randrange(1 << 30))
+        moves = torch.tensor([[list(MOVES).index(o.move) for o in sc.objects] + [0] * (3 - len(sc.objects))
+                              for sc in scenes])
         rows, qa_lists = [], []
         for sc in scenes:
             qas = questions(sc, rng)
@@ -131,26 +137,58 @@ class Batcher:
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
         return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask,
-                    cells=self.cell_labels(masks, cls), qas=qa_lists)
+                    cells=self.cell_labels(masks, cls, moves), qas=qa_lists)
 
 
-def _forward(model, head: nn.Module, b: dict):
+class GroundingHeads(nn.Module):
+    """Training-only heads (not saved with the model).
+
+    On the projector output (what the language model receives), colour and shape logits are dot products with the
+    language model's own word embeddings of those words (plus a learned 'none'), so a visual token of a red circle is
+    pulled towards the embeddings of "red" and "circle": the question's words and the matching visual tokens start
+    out in one space, which is what attention has to match. On a middle layer of the language model, linear heads
+    predict the motion of the object in each cell and how many objects have been seen so far (causal attention over
+    earlier frames can compute both), so the answer position only has to look them up."""
+
+    def __init__(self, model, tokenizer, dim: int) -> None:
+        super().__init__()
+        self.embed = model.get_input_embeddings()
+        self.color_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(COLORS)))
+        self.shape_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(SHAPES)))
+        self.none = nn.Parameter(torch.zeros(2, dim))
+        self.scale = nn.Parameter(torch.tensor(1.0))
+        self.motion = nn.Linear(dim, len(MOVES) + 1)
+        self.count = nn.Linear(dim, 4)
+
+    def visual(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.embed.weight
+        colors = torch.cat([w[self.color_ids], self.none[:1]])  # [5, D]
+        shapes = torch.cat([w[self.shape_ids], self.none[1:]])  # [4, D]
+        return self.scale * feats @ colors.T, self.scale * feats @ shapes.T
+
+
+def _forward(model, b: dict, layer: int | None = None):
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
                                            vision_feature_select_strategy="full").pooler_output  # [B, N+1, D]
-    aux = head(feats[:, :-1])  # [B, N, colours + 1 + shapes + 1]
-    out = model(input_ids=b["ids"], attention_mask=b["mask"],
+    out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)})
-    return out.logits, aux
+    if layer is None:
+        return out.logits, feats, None
+    first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
+    n = feats.shape[1] - 1
+    return out.logits, feats, out.hidden_states[layer][:, first:first + n]
 
 
-def _losses(logits, aux, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _losses(logits, feats, hidden, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
     answer = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=-100)
-    nc = len(COLORS) + 1
-    cells = b["cells"]
-    grounding = F.cross_entropy(aux[..., :nc].flatten(0, 1), cells[..., 0].flatten()) + \
-        F.cross_entropy(aux[..., nc:].flatten(0, 1), cells[..., 1].flatten())
+    cells = b["cells"]  # [B, N, 4]
+    color, shape = heads.visual(feats[:, :-1])
+    grounding = (F.cross_entropy(color.flatten(0, 1), cells[..., 0].flatten())
+                 + F.cross_entropy(shape.flatten(0, 1), cells[..., 1].flatten())
+                 + F.cross_entropy(heads.motion(hidden).flatten(0, 1), cells[..., 2].flatten())
+                 + F.cross_entropy(heads.count(hidden).flatten(0, 1), cells[..., 3].flatten()))
     return answer, grounding
 
 
@@ -159,10 +197,9 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
     """Accuracy of the first answer token on single-question batches (teacher-forced), by question type."""
     model.eval()
     hits: dict[str, list[int]] = {}
-    head = nn.Identity()
     for i in range(0, n, 16):
         b = batcher.batch(min(16, n - i), single=True, seed=seed + i)
-        logits, _ = _forward(model, head, b)
+        logits, _, _ = _forward(model, b)
         for row in range(b["ids"].shape[0]):
             pos = int((b["labels"][row] != -100).nonzero()[0])
             pred = int(logits[row, pos - 1].argmax())
@@ -187,9 +224,9 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     model, processor = load_model(out)
     model.train()
     batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
-    d = model.config.text_config.hidden_size
-    head = nn.Linear(d, len(COLORS) + 1 + len(SHAPES) + 1)
-    params = list(model.parameters()) + list(head.parameters())
+    heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
+    params = list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
+    layer = max(1, cfg.text_layers // 2)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
@@ -198,8 +235,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
-        logits, aux = _forward(model, head, b)
-        answer, grounding = _losses(logits, aux, b)
+        logits, feats, hidden = _forward(model, b, layer)
+        answer, grounding = _losses(logits, feats, hidden, heads, b)
         loss = answer + cfg.aux_weight * grounding
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -53,6 +53,51 @@ class Backbone(Protocol):
 REFERENCE_PATCHES = 729
 
 
+def load_hf(model_cls, source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool):
+    """Model and processor through from_pretrained (safetensors only); the processor must handle video."""
+    from transformers import AutoProcessor
+
+    from ..errors import StopError
+
+    model = model_cls.from_pretrained(source, dtype=dtype, use_safetensors=True,
+                                      trust_remote_code=trust_remote_code).to(device)
+    processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    if getattr(processor, "video_processor", None) is None or not hasattr(processor, "tokenizer"):
+        raise StopError(f"{source} has no video processor (processor_config.json / video_preprocessor_config.json)")
+    return model, processor
+
+
+def prepare_video(processor, frames: np.ndarray, question: str, device: torch.device, dtype: torch.dtype) -> dict:
+    """[T, H, W, 3] uint8 frames + question -> the processor's tensors (chat template included) on `device`."""
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=prompt, videos=[frames], return_tensors="pt")
+    out = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    out["pixel_values_videos"] = out["pixel_values_videos"].to(dtype)
+    return out
+
+
+@torch.no_grad()
+def timed_generate(model, tokenizer, device: torch.device, inputs: dict, features, max_new_tokens: int,
+                   keep_logits: bool, min_new_tokens: int, visual_tokens: int) -> Generation:
+    """Greedy generate with precomputed video features (`mm_encoder_outputs`), timing the first token."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    clock = FirstTokenClock(device)
+    sync(device)
+    start = time.perf_counter()
+    out = model.generate(**inputs, mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=features)},
+                         max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
+                         streamer=clock, return_dict_in_generate=True, output_logits=keep_logits)
+    sync(device)
+    end = time.perf_counter()
+    prompt = inputs["input_ids"].shape[1]
+    new = out.sequences[0, prompt:].tolist()
+    return Generation(text=tokenizer.decode(new, skip_special_tokens=True).strip(), new_ids=new, prompt_tokens=prompt,
+                      visual_tokens=visual_tokens, prefill_ms=((clock.first or end) - start) * 1000,
+                      generate_ms=(end - start) * 1000, first_logits=out.logits[0][0] if keep_logits else None)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

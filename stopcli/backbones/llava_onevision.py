@@ -3,15 +3,13 @@ attention and keys; pruned features go back in through `mm_encoder_outputs` with
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..errors import StopError
 from ..pruners import PrunedTokens, VisualTokens
-from .base import REFERENCE_PATCHES, AttentionProbe, Encoded, FirstTokenClock, Generation, sync
+from .base import (REFERENCE_PATCHES, AttentionProbe, Encoded, Generation, load_hf, prepare_video,
+                   timed_generate)
 
 
 class LlavaOnevisionBackbone:
@@ -43,14 +41,10 @@ class LlavaOnevisionBackbone:
     @classmethod
     def from_pretrained(cls, source: str, device: torch.device, dtype: torch.dtype,
                         trust_remote_code: bool = False) -> LlavaOnevisionBackbone:
-        from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+        from transformers import LlavaOnevisionForConditionalGeneration
 
-        model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code).to(device)
-        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-        if getattr(processor, "video_processor", None) is None or not hasattr(processor, "tokenizer"):
-            raise StopError(f"{source} has no video processor (processor_config.json / video_preprocessor_config.json)")
-        return cls(model, processor, name=str(source))
+        return cls(*load_hf(LlavaOnevisionForConditionalGeneration, source, device, dtype, trust_remote_code),
+                   name=str(source))
 
     def _encoder_layers(self):
         tower = self.model.model.vision_tower
@@ -58,13 +52,7 @@ class LlavaOnevisionBackbone:
         return encoder.layers
 
     def prepare(self, frames: np.ndarray, question: str) -> dict:
-        """[T, H, W, 3] uint8 frames + question -> processor outputs on the model's device."""
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
-        out = {k: v.to(self.device) for k, v in inputs.items()}
-        out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
-        return out
+        return prepare_video(self.processor, frames, question, self.device, self.dtype)
 
     @torch.no_grad()
     def encode(self, inputs: dict) -> Encoded:
@@ -106,18 +94,6 @@ class LlavaOnevisionBackbone:
                  keep_logits: bool = False, min_new_tokens: int = 0) -> Generation:
         ids, mask = self._pruned_inputs(inputs, len(pruned))
         feats = torch.cat([pruned.features, encoded.extra["newline"][None].to(pruned.features)])[None]
-        clock = FirstTokenClock(self.device)
-        sync(self.device)
-        start = time.perf_counter()
-        out = self.model.generate(
-            input_ids=ids, attention_mask=mask,
-            mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)},
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
-            streamer=clock, return_dict_in_generate=True, output_logits=keep_logits)
-        sync(self.device)
-        end = time.perf_counter()
-        new = out.sequences[0, ids.shape[1]:].tolist()
-        text = self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
-        return Generation(text=text, new_ids=new, prompt_tokens=ids.shape[1], visual_tokens=len(pruned) + 1,
-                          prefill_ms=((clock.first or end) - start) * 1000, generate_ms=(end - start) * 1000,
-                          first_logits=out.logits[0][0] if keep_logits else None)
+        return timed_generate(self.model, self.processor.tokenizer, self.device,
+                              dict(input_ids=ids, attention_mask=mask), feats, max_new_tokens, keep_logits,
+                              min_new_tokens, visual_tokens=len(pruned) + 1)

@@ -16,16 +16,15 @@ this is exactly stock generation."""
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..errors import StopError
 from ..pruners import PrunedTokens, VisualTokens
-from .base import REFERENCE_PATCHES, AttentionProbe, Encoded, FirstTokenClock, Generation, sync
+from .base import (REFERENCE_PATCHES, AttentionProbe, Encoded, Generation, load_hf, prepare_video,
+                   timed_generate)
 
 
 def qwen_qk(module: nn.Module, args: tuple, kwargs: dict, num_heads: int) -> tuple[Tensor, Tensor, float]:
@@ -67,22 +66,12 @@ class QwenVLBackbone:
     @classmethod
     def from_pretrained(cls, source: str, device: torch.device, dtype: torch.dtype,
                         trust_remote_code: bool = False) -> QwenVLBackbone:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
-        model = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code).to(device)
-        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-        if getattr(processor, "video_processor", None) is None or not hasattr(processor, "tokenizer"):
-            raise StopError(f"{source} has no video processor")
-        return cls(model, processor, name=str(source))
+        return cls(*load_hf(AutoModelForImageTextToText, source, device, dtype, trust_remote_code), name=str(source))
 
     def prepare(self, frames: np.ndarray, question: str) -> dict:
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
-        out = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
-        return out
+        return prepare_video(self.processor, frames, question, self.device, self.dtype)
 
     def _merge_order(self, grid_thw: Tensor) -> Tensor:
         """Index that puts the attention block's merge units back in (t, h/2, w/2) raster order."""
@@ -140,17 +129,5 @@ class QwenVLBackbone:
                  keep_logits: bool = False, min_new_tokens: int = 0) -> Generation:
         s = encoded.tokens.tokens_per_frame
         new = self.pruned_inputs(inputs, pruned, s)
-        clock = FirstTokenClock(self.device)
-        sync(self.device)
-        start = time.perf_counter()
-        out = self.model.generate(
-            **new, mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=(pruned.features,))},
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
-            streamer=clock, return_dict_in_generate=True, output_logits=keep_logits)
-        sync(self.device)
-        end = time.perf_counter()
-        ids = out.sequences[0, new["input_ids"].shape[1]:].tolist()
-        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        return Generation(text=text, new_ids=ids, prompt_tokens=new["input_ids"].shape[1], visual_tokens=len(pruned),
-                          prefill_ms=((clock.first or end) - start) * 1000, generate_ms=(end - start) * 1000,
-                          first_logits=out.logits[0][0] if keep_logits else None)
+        return timed_generate(self.model, self.processor.tokenizer, self.device, new, (pruned.features,),
+                              max_new_tokens, keep_logits, min_new_tokens, visual_tokens=len(pruned))
