@@ -1,6 +1,5 @@
 """The LLaVA-OneVision adapter against the unmodified transformers model, on a tiny random checkpoint."""
 
-import numpy as np
 import pytest
 import torch
 
