@@ -159,25 +159,26 @@ class QA:
     answer: str
     type: str
     options: tuple[str, ...] | None = None
+    target: int | None = None  # the object the answer is about (index in scene.objects), -1: all of them
 
 
-def _mc(rng: random.Random, q: str, answer: str, pool: list[str], kind: str) -> QA:
+def _mc(rng: random.Random, q: str, answer: str, pool: list[str], kind: str, target: int | None = None) -> QA:
     wrong = [p for p in pool if p != answer]
     rng.shuffle(wrong)
     opts = wrong[:3] + [answer]
     rng.shuffle(opts)
     listed = " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts))
     return QA(f"{q} options: {listed}. answer with the letter.", LETTERS[opts.index(answer)], kind + "_mc",
-              tuple(opts))
+              tuple(opts), target)
 
 
 def questions(scene: Scene, rng: random.Random) -> list[QA]:
     """Every template that applies to the scene, one instance each (random choices inside a template)."""
     objs = scene.objects
     out = []
-    ob = rng.choice(objs)
+    i = rng.randrange(len(objs))
     if rng.random() < 0.5:
-        out.append(QA(f"is there a {ob.color} {ob.shape} in the video?", "yes", "exist"))
+        out.append(QA(f"is there a {objs[i].color} {objs[i].shape} in the video?", "yes", "exist", target=i))
     else:
         present = {(o.color, o.shape) for o in objs}
         absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
@@ -186,24 +187,26 @@ def questions(scene: Scene, rng: random.Random) -> list[QA]:
         out.append(QA(f"is there a {c} {s} in the video?", "no", "exist"))
     shapes = [o.shape for o in objs]
     colors = [o.color for o in objs]
-    unique_shape = [o for o in objs if shapes.count(o.shape) == 1]
-    unique_color = [o for o in objs if colors.count(o.color) == 1]
+    unique_shape = [j for j, o in enumerate(objs) if shapes.count(o.shape) == 1]
+    unique_color = [j for j, o in enumerate(objs) if colors.count(o.color) == 1]
     if unique_shape:
-        o = rng.choice(unique_shape)
-        q = f"what color is the {o.shape}?"
-        out.append(_mc(rng, q, o.color, list(COLORS), "color") if rng.random() < 0.3 else QA(q, o.color, "color"))
+        j = rng.choice(unique_shape)
+        q = f"what color is the {objs[j].shape}?"
+        out.append(_mc(rng, q, objs[j].color, list(COLORS), "color", j) if rng.random() < 0.3
+                   else QA(q, objs[j].color, "color", target=j))
     if unique_color:
-        o = rng.choice(unique_color)
-        q = f"what shape is the {o.color} object?"
-        out.append(_mc(rng, q, o.shape, list(SHAPES) + ["star"], "shape") if rng.random() < 0.3
-                   else QA(q, o.shape, "shape"))
-    o = rng.choice(objs)
-    q = f"which direction does the {o.color} {o.shape} move?"
-    out.append(_mc(rng, q, o.move, list(MOVES), "direction") if rng.random() < 0.3 else QA(q, o.move, "direction"))
-    out.append(QA("how many objects are there?", NUMBERS[len(objs)], "count"))
-    o = rng.choice(objs)
-    out.append(QA(f"is the {o.color} {o.shape} visible at the end of the video?",
-                  "yes" if o.visible_at(1.0) else "no", "visible_end"))
+        j = rng.choice(unique_color)
+        q = f"what shape is the {objs[j].color} object?"
+        out.append(_mc(rng, q, objs[j].shape, list(SHAPES) + ["star"], "shape", j) if rng.random() < 0.3
+                   else QA(q, objs[j].shape, "shape", target=j))
+    j = rng.randrange(len(objs))
+    q = f"which direction does the {objs[j].color} {objs[j].shape} move?"
+    out.append(_mc(rng, q, objs[j].move, list(MOVES), "direction", j) if rng.random() < 0.3
+               else QA(q, objs[j].move, "direction", target=j))
+    out.append(QA("how many objects are there?", NUMBERS[len(objs)], "count", target=-1))
+    j = rng.randrange(len(objs))
+    out.append(QA(f"is the {objs[j].color} {objs[j].shape} visible at the end of the video?",
+                  "yes" if objs[j].visible_at(1.0) else "no", "visible_end", target=j))
     return out
 
 
@@ -242,16 +245,18 @@ def _forced_mc(scene: Scene, rng: random.Random) -> list[QA]:
     objs = scene.objects
     out = []
     shapes, colors = [o.shape for o in objs], [o.color for o in objs]
-    us = [o for o in objs if shapes.count(o.shape) == 1]
-    uc = [o for o in objs if colors.count(o.color) == 1]
+    us = [j for j, o in enumerate(objs) if shapes.count(o.shape) == 1]
+    uc = [j for j, o in enumerate(objs) if colors.count(o.color) == 1]
     if us:
-        o = rng.choice(us)
-        out.append(_mc(rng, f"what color is the {o.shape}?", o.color, list(COLORS), "color"))
+        j = rng.choice(us)
+        out.append(_mc(rng, f"what color is the {objs[j].shape}?", objs[j].color, list(COLORS), "color", j))
     if uc:
-        o = rng.choice(uc)
-        out.append(_mc(rng, f"what shape is the {o.color} object?", o.shape, list(SHAPES) + ["star"], "shape"))
-    o = rng.choice(objs)
-    out.append(_mc(rng, f"which direction does the {o.color} {o.shape} move?", o.move, list(MOVES), "direction"))
+        j = rng.choice(uc)
+        out.append(_mc(rng, f"what shape is the {objs[j].color} object?", objs[j].shape, list(SHAPES) + ["star"],
+                       "shape", j))
+    j = rng.randrange(len(objs))
+    out.append(_mc(rng, f"which direction does the {objs[j].color} {objs[j].shape} move?", objs[j].move,
+                   list(MOVES), "direction", j))
     return out
 
 

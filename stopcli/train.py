@@ -43,6 +43,7 @@ class TrainConfig:
     text_layers: int = 4
     max_turns: int = 6
     aux_weight: float = 1.0
+    focus_weight: float = 1.0
     seed: int = 0
     eval_every: int = 250
     eval_videos: int = 96
@@ -102,9 +103,10 @@ class Batcher:
         count = seen[:, :, None].expand(b, t, lab.shape[2])
         return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
 
-    def turns(self, qas, single: bool) -> tuple[list[int], list[int]]:
+    def turns(self, qas, single: bool) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """Token ids, labels, and (position that predicts the answer, object it is about) per turn."""
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
-        ids, labels = [], []
+        ids, labels, focus = [], [], []
         for i, qa in enumerate(qas[:k]):
             head = f"<|im_start|>user\n{'<video>' + chr(10) if i == 0 else ''}{qa.question}<|im_end|>\n" \
                    f"<|im_start|>assistant\n"
@@ -113,9 +115,11 @@ class Batcher:
                 at = prompt.index(self.video_id)
                 prompt = prompt[:at] + [self.video_id] * self.n_video + prompt[at + 1:]
             answer = self.ids(f"{qa.answer}<|im_end|>\n")
+            if qa.target is not None:
+                focus.append((len(ids) + len(prompt) - 1, qa.target))
             ids += prompt + answer
             labels += [-100] * len(prompt) + answer
-        return ids, labels
+        return ids, labels, focus
 
     def batch(self, n: int, single: bool = False, seed: int | None = None):
         rng = self.rng if seed is None else random.Random(seed)
@@ -136,8 +140,11 @@ class Batcher:
         ids = torch.tensor([r[0] + [pad] * (length - len(r[0])) for r in rows])
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
+        focus = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[2]]).reshape(-1, 3)
+        cover = F.adaptive_avg_pool2d(masks.float().flatten(0, 2)[:, None], self.pooled).reshape(
+            masks.shape[0], masks.shape[1], -1) > 0.2  # [B, O, T * P * P] cells each object covers
         return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask,
-                    cells=self.cell_labels(masks, cls, moves), qas=qa_lists)
+                    cells=self.cell_labels(masks, cls, moves), qas=qa_lists, focus=focus, cover=cover)
 
 
 class GroundingHeads(nn.Module):
@@ -168,17 +175,34 @@ class GroundingHeads(nn.Module):
 
 
 def _forward(model, b: dict, layer: int | None = None):
+    """logits, projected visual features [B, N+1, D], and (with `layer`) that layer's hidden states at the visual
+    tokens [B, N, D] and its attention from every position to the visual tokens [B, H, L, N]."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
                                            vision_feature_select_strategy="full").pooler_output  # [B, N+1, D]
     out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
+                output_attentions=layer is not None,
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)})
     if layer is None:
-        return out.logits, feats, None
+        return out.logits, feats, None, None
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = feats.shape[1] - 1
-    return out.logits, feats, out.hidden_states[layer][:, first:first + n]
+    return (out.logits, feats, out.hidden_states[layer][:, first:first + n],
+            out.attentions[layer][..., first:first + n])
+
+
+def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
+    """Head 0 of the middle layer, at the position that predicts an answer, should put its attention on the visual
+    tokens of the object the question is about (any object for 'how many'): -log of the mass it puts there."""
+    f = b["focus"]
+    if f.numel() == 0:
+        return attn.sum() * 0.0
+    rows = attn[f[:, 0], 0, f[:, 1]]  # [K, N]
+    cover = b["cover"]  # [B, O, N]
+    target = torch.where((f[:, 2] >= 0)[:, None], cover[f[:, 0], f[:, 2].clamp_min(0)], cover[f[:, 0]].any(1))
+    mass = (rows * target).sum(-1)
+    return -torch.log(mass.clamp_min(1e-6)).mean()
 
 
 def _losses(logits, feats, hidden, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +223,7 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
     hits: dict[str, list[int]] = {}
     for i in range(0, n, 16):
         b = batcher.batch(min(16, n - i), single=True, seed=seed + i)
-        logits, _, _ = _forward(model, b)
+        logits, _, _, _ = _forward(model, b)
         for row in range(b["ids"].shape[0]):
             pos = int((b["labels"][row] != -100).nonzero()[0])
             pred = int(logits[row, pos - 1].argmax())
@@ -223,6 +247,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
                           seed=cfg.seed)
     model, processor = load_model(out)
     model.train()
+    # Training reads the language model's attention (focus loss): eager there; the saved config keeps SDPA.
+    model.model.language_model.set_attn_implementation("eager")
     batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
     heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
     params = list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
@@ -235,9 +261,10 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
-        logits, feats, hidden = _forward(model, b, layer)
+        logits, feats, hidden, attn = _forward(model, b, layer)
         answer, grounding = _losses(logits, feats, hidden, heads, b)
-        loss = answer + cfg.aux_weight * grounding
+        focus = focus_loss(attn, b)
+        loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -245,7 +272,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         sched.step()
         if step % 25 == 0 or step == 1:
             row = dict(step=step, minutes=round((time.perf_counter() - start) / 60, 2), answer_loss=answer.item(),
-                       grounding_loss=grounding.item(), lr=sched.get_last_lr()[0])
+                       grounding_loss=grounding.item(), focus_loss=focus.item(), lr=sched.get_last_lr()[0])
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
             log_file.write(json.dumps(row) + "\n")
@@ -254,6 +281,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
                          if k != "accuracy") + (f" acc={row['accuracy']}" if "accuracy" in row else ""))
     log_file.close()
     model.eval()
+    model.model.language_model.set_attn_implementation("sdpa")
     model.save_pretrained(out, safe_serialization=True)
     (out / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return out
