@@ -367,6 +367,45 @@ def bench(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write videos and annotations.jsonl into."),
+    n: int = typer.Option(200, "--n", help="Number of videos (one question each, types in turn)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed writes the same videos."),
+    frames: int = typer.Option(16, help="Frames per video."),
+    fps: int = typer.Option(8, help="Frames per second of the files."),
+) -> None:
+    """Write synthetic videos of the embedded model's world, with questions and answers in the bench format."""
+    from .synth import generate
+
+    if n < 1 or frames < 2 or fps < 1:
+        raise UsageError("--n must be >= 1, --frames >= 2 and --fps >= 1")
+    path = generate(out_dir, n, seed=seed, frames=frames, fps=fps)
+    out.print(f"wrote {n} videos and {path}")
+
+
+@app.command()
+@user_errors
+def train(
+    out_dir: Path = typer.Argument(..., help="Folder for the trained model (HF format)."),
+    steps: int = typer.Option(4000, help="Optimiser steps."),
+    batch: int = typer.Option(16, help="Videos per step."),
+    seed: int = typer.Option(0, help="Random seed (data and initialisation)."),
+    threads: int = typer.Option(2, help="CPU threads."),
+) -> None:
+    """Train the embedded tiny model from scratch on the synthetic world (CPU; see stopcli/train.py)."""
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    if steps < 1 or batch < 1:
+        raise UsageError("--steps and --batch must be at least 1")
+    _quiet_transformers()
+    cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads)
+    path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
+    out.print(f"saved {path}")
+
+
 def _float(text: str, what: str) -> float:
     try:
         return float(text)

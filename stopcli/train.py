@@ -46,6 +46,7 @@ class TrainConfig:
     focus_weight: float = 1.0
     seed: int = 0
     eval_every: int = 250
+    log_every: int = 25
     eval_videos: int = 96
     threads: int = 2
 
@@ -270,7 +271,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        if step % 25 == 0 or step == 1:
+        if step % cfg.log_every == 0 or step in (1, cfg.steps):
             row = dict(step=step, minutes=round((time.perf_counter() - start) / 60, 2), answer_loss=answer.item(),
                        grounding_loss=grounding.item(), focus_loss=focus.item(), lr=sched.get_last_lr()[0])
             if step % cfg.eval_every == 0 or step == cfg.steps:
