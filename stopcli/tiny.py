@@ -45,7 +45,7 @@ def build_tokenizer(words: list[str] | None = None):
 
 def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size: int = 8, vision_width: int = 32,
                           vision_layers: int = 2, text_width: int = 64, text_layers: int = 2, seed: int = 0,
-                          words: list[str] | None = None) -> Path:
+                          words: list[str] | None = None, tie_embeddings: bool = False) -> Path:
     """Save a random-weight LLaVA-OneVision (SigLIP + Qwen2) with its processor to `path`; returns the path."""
     from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
                               LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor)
@@ -59,11 +59,11 @@ def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size:
         text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=text_width,
                          intermediate_size=2 * text_width, num_hidden_layers=text_layers, num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=4096, rope_theta=10000.0,
-                         tie_word_embeddings=False),
+                         tie_word_embeddings=tie_embeddings),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"),
         vision_feature_layer=-1, vision_feature_select_strategy="full",
-        image_grid_pinpoints=[[image_size, image_size]],
+        image_grid_pinpoints=[[image_size, image_size]], tie_word_embeddings=tie_embeddings,
     )
     config.text_config.eos_token_id = tok.eos_token_id
     config.text_config.pad_token_id = tok.pad_token_id

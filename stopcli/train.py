@@ -149,30 +149,30 @@ class Batcher:
 
 
 class GroundingHeads(nn.Module):
-    """Training-only heads (not saved with the model).
+    """Training-only heads (not saved with the model). Every head scores against the language model's own word
+    embeddings (which, tied, are also its output layer), plus a learned 'none' where a cell may hold nothing:
 
-    On the projector output (what the language model receives), colour and shape logits are dot products with the
-    language model's own word embeddings of those words (plus a learned 'none'), so a visual token of a red circle is
-    pulled towards the embeddings of "red" and "circle": the question's words and the matching visual tokens start
-    out in one space, which is what attention has to match. On a middle layer of the language model, linear heads
-    predict the motion of the object in each cell and how many objects have been seen so far (causal attention over
-    earlier frames can compute both), so the answer position only has to look them up."""
+    * on the projector output (what the language model receives), the colour and shape of the object in each cell:
+      a visual token of a red circle is pulled towards the words "red" and "circle", so the question's words and the
+      matching visual tokens share one space, which is what attention has to match;
+    * on a middle layer of the language model, the motion of the object in each cell and how many objects have been
+      seen so far (causal attention over earlier frames can compute both).
+    An answer then only has to be looked up at the object's tokens and copied out."""
 
     def __init__(self, model, tokenizer, dim: int) -> None:
         super().__init__()
         self.embed = model.get_input_embeddings()
-        self.color_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(COLORS)))
-        self.shape_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(SHAPES)))
-        self.none = nn.Parameter(torch.zeros(2, dim))
+        words = lambda ws: torch.tensor(tokenizer.convert_tokens_to_ids(list(ws)))  # noqa: E731
+        self.ids = {"color": words(COLORS), "shape": words(SHAPES), "motion": words(MOVES),
+                    "count": words(["zero", "one", "two", "three"])}
+        self.none = nn.ParameterDict({k: nn.Parameter(torch.zeros(1, dim)) for k in ("color", "shape", "motion")})
         self.scale = nn.Parameter(torch.tensor(1.0))
-        self.motion = nn.Linear(dim, len(MOVES) + 1)
-        self.count = nn.Linear(dim, 4)
 
-    def visual(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.embed.weight
-        colors = torch.cat([w[self.color_ids], self.none[:1]])  # [5, D]
-        shapes = torch.cat([w[self.shape_ids], self.none[1:]])  # [4, D]
-        return self.scale * feats @ colors.T, self.scale * feats @ shapes.T
+    def logits(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        classes = self.embed.weight[self.ids[kind]]
+        if kind in self.none:
+            classes = torch.cat([classes, self.none[kind]])
+        return self.scale * x @ classes.T
 
 
 def _forward(model, b: dict, layer: int | None = None):
@@ -209,11 +209,10 @@ def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
 def _losses(logits, feats, hidden, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
     answer = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=-100)
     cells = b["cells"]  # [B, N, 4]
-    color, shape = heads.visual(feats[:, :-1])
-    grounding = (F.cross_entropy(color.flatten(0, 1), cells[..., 0].flatten())
-                 + F.cross_entropy(shape.flatten(0, 1), cells[..., 1].flatten())
-                 + F.cross_entropy(heads.motion(hidden).flatten(0, 1), cells[..., 2].flatten())
-                 + F.cross_entropy(heads.count(hidden).flatten(0, 1), cells[..., 3].flatten()))
+    visual = feats[:, :-1]
+    grounding = sum(F.cross_entropy(heads.logits(kind, x).flatten(0, 1), cells[..., i].flatten())
+                    for i, (kind, x) in enumerate((("color", visual), ("shape", visual), ("motion", hidden),
+                                                   ("count", hidden))))
     return answer, grounding
 
 
@@ -245,7 +244,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     torch.set_num_threads(cfg.threads)
     build_llava_onevision(out, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_width=cfg.vision_width,
                           vision_layers=cfg.vision_layers, text_width=cfg.text_width, text_layers=cfg.text_layers,
-                          seed=cfg.seed)
+                          seed=cfg.seed, tie_embeddings=True)
     model, processor = load_model(out)
     model.train()
     # Training reads the language model's attention (focus loss): eager there; the saved config keeps SDPA.
