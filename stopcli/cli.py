@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import StopError, UsageError
@@ -77,7 +78,7 @@ def _ms(value: float | None) -> str:
 
 
 def render_answer(result) -> None:
-    out.print(f"[bold]{result.answer or '(empty answer)'}[/bold]")
+    out.print(f"[bold]{escape(result.answer) or '(empty answer)'}[/bold]")
     vt = result.visual_tokens
     kept_pct = 100.0 * vt["after"] / max(1, vt["before"])
     method = result.pruner + (" + SToP" if result.stop else "")
@@ -271,7 +272,7 @@ def compare(
             data.append(row)
         typer.echo(json.dumps(data, indent=2))
         return
-    table = Table(title=f"{backbone.name}  ·  ratio {r:g}  ·  {clip.num_frames} frames  ·  {question}",
+    table = Table(title=f"{backbone.name}  ·  ratio {r:g}  ·  {clip.num_frames} frames  ·  {escape(question)}",
                   title_justify="left")
     for col, just in (("method", "left"), ("answer", "left"), ("visual tokens", "right"), ("prefill ms", "right"),
                       ("total ms", "right"), ("prefill speed-up", "right")):
@@ -279,7 +280,7 @@ def compare(
     for res in results:
         vt = res.visual_tokens
         name = "no pruning" if res.pruner == "none" else res.pruner + (" + SToP" if res.stop else "")
-        table.add_row(name, res.answer or "(empty)", f"{vt['after']:,} / {vt['before']:,}",
+        table.add_row(name, escape(res.answer) or "(empty)", f"{vt['after']:,} / {vt['before']:,}",
                       _ms(res.timings_ms["prefill"]), _ms(res.timings_ms["total"]),
                       f"{ref / res.timings_ms['prefill']:.2f}x" if res.timings_ms["prefill"] else "-")
     out.print(table)
@@ -299,6 +300,7 @@ def bench(
     ratio: Optional[str] = typer.Option(None, help="A ratio or a sweep, e.g. 0,0.5,0.75,0.9,0.95."),
     stop_mode: str = typer.Option("both", "--stop-mode", help="both, on or off (see also --stop/--no-stop)."),
     stop_flag: Optional[bool] = typer.Option(None, "--stop/--no-stop", help="Only with / only without SToP."),
+    both: bool = typer.Option(False, "--both", help="With and without SToP (the default)."),
     frames: Optional[int] = typer.Option(None, help="Frames sampled uniformly."),
     max_new_tokens: Optional[int] = typer.Option(None, help="Longest answer, in tokens."),
     output: Optional[Path] = typer.Option(None, help="JSONL results (default FOLDER/stop-results.jsonl)."),
@@ -323,7 +325,9 @@ def bench(
     bases = [validate_pruner(b) for b in _split(pruners or p.pruner, "--pruners")]
     if stop_mode not in ("both", "on", "off"):
         raise UsageError("--stop-mode must be both, on or off")
-    mode = stop_mode if stop_flag is None else ("on" if stop_flag else "off")
+    if both and stop_flag is not None:
+        raise UsageError("--both cannot be combined with --stop or --no-stop")
+    mode = "both" if both else stop_mode if stop_flag is None else ("on" if stop_flag else "off")
     n_frames, new_tokens = _counts(p, frames, max_new_tokens)
     out_path = output or folder / "stop-results.jsonl"
     if out_path.is_file() and out_path.stat().st_size and not (resume or overwrite):
