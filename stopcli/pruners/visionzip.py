@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,23 +49,21 @@ class VisionZip:
         return t * self.budget_per_frame(s, keep)
 
     def targets(self, remaining: int, c: int, hooks: SinkHooks) -> Tensor:
-        """[c] strictly increasing indices into the remaining-token list."""
+        """[c] strictly increasing indices into the remaining-token list. A few dozen numbers, so numpy on the host
+        (one copy of the [S] sink score) is cheaper than a chain of tiny device kernels."""
         stride = max(1, remaining // c)
-        base = torch.arange(c) * stride  # [c]
+        base = np.arange(c) * stride  # [c]
         if not hooks.side_tricks:
-            return base
-        score = hooks.score.detach().float().cpu()
-        sinks = torch.sort(score, descending=True, stable=True).indices[: self.sink_positions]
-        is_sink = torch.zeros(remaining + 1, dtype=torch.bool)
+            return torch.from_numpy(base)
+        score = hooks.score.detach().float().cpu().numpy()
+        sinks = np.argsort(-score, kind="stable")[: self.sink_positions]
+        is_sink = np.zeros(remaining + 1, dtype=bool)
         is_sink[sinks[sinks < remaining]] = True  # index-vs-position comparison, as the authors do
-        is_sink[remaining] = False
-        idx = torch.arange(remaining + 1)
-        cand = torch.where(is_sink, torch.full_like(idx, remaining), idx)
-        next_free = cand.flip(0).cummin(0).values.flip(0)  # [R+1]: first non-sink index >= i
-        shifted = next_free[base]
-        steps = torch.arange(c)
-        shifted = (shifted - steps).cummax(0).values + steps  # strictly increasing: no duplicate targets
-        return torch.minimum(shifted, remaining - c + steps)  # and inside the list
+        idx = np.arange(remaining + 1)
+        next_free = np.minimum.accumulate(np.where(is_sink, remaining, idx)[::-1])[::-1]  # first non-sink >= i
+        steps = np.arange(c)
+        shifted = np.maximum.accumulate(next_free[base] - steps) + steps  # strictly increasing: no duplicates
+        return torch.from_numpy(np.minimum(shifted, remaining - c + steps))  # and inside the list
 
     def __call__(self, tokens: VisualTokens, keep: float, hooks: SinkHooks | None = None) -> PrunedTokens:
         hooks = hooks or SinkHooks.none()
