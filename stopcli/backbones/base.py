@@ -32,6 +32,29 @@ class Generation:
     first_logits: Tensor | None = None  # [V] logits of the first generated token, when asked for
 
 
+class HFBackbone:
+    """What every transformers-backed adapter holds, and the prompt preparation they share."""
+
+    family = "hf"
+
+    def __init__(self, model, processor, name: str) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.video_token_id = model.config.video_token_id
+
+    def prepare(self, frames: np.ndarray, question: str) -> dict:
+        """[T, H, W, 3] uint8 frames + question -> the processor's tensors (chat template included) on the device."""
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
+        out = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
+        return out
+
+
 class Backbone(Protocol):
     family: str
     name: str
@@ -65,16 +88,6 @@ def load_hf(model_cls, source: str, device: torch.device, dtype: torch.dtype, tr
     if getattr(processor, "video_processor", None) is None or not hasattr(processor, "tokenizer"):
         raise StopError(f"{source} has no video processor (processor_config.json / video_preprocessor_config.json)")
     return model, processor
-
-
-def prepare_video(processor, frames: np.ndarray, question: str, device: torch.device, dtype: torch.dtype) -> dict:
-    """[T, H, W, 3] uint8 frames + question -> the processor's tensors (chat template included) on `device`."""
-    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=prompt, videos=[frames], return_tensors="pt")
-    out = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    out["pixel_values_videos"] = out["pixel_values_videos"].to(dtype)
-    return out
 
 
 @torch.no_grad()

@@ -3,31 +3,24 @@ attention and keys; pruned features go back in through `mm_encoder_outputs` with
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..errors import StopError
 from ..pruners import PrunedTokens, VisualTokens
-from .base import (REFERENCE_PATCHES, AttentionProbe, Encoded, Generation, load_hf, prepare_video,
+from .base import (REFERENCE_PATCHES, AttentionProbe, Encoded, Generation, HFBackbone, load_hf,
                    timed_generate)
 
 
-class LlavaOnevisionBackbone:
+class LlavaOnevisionBackbone(HFBackbone):
     """Video layout (transformers 5.x): per frame the `vision_feature_layer` output -> projector -> bilinear pooling
     to ceil(h/2) x ceil(w/2), frames concatenated, then one `image_newline` for the whole video."""
 
     family = "llava-onevision"
 
     def __init__(self, model, processor, name: str) -> None:
-        self.model = model.eval()
-        self.processor = processor
-        self.name = name
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
+        super().__init__(model, processor, name)
         cfg = model.config
         vcfg = cfg.vision_config
-        self.video_token_id = cfg.video_token_id
-        self.patch_grid = vcfg.image_size // vcfg.patch_size
         layer = cfg.vision_feature_layer
         if not isinstance(layer, int):
             raise StopError("LLaVA-OneVision checkpoints with several vision feature layers are not supported")
@@ -50,9 +43,6 @@ class LlavaOnevisionBackbone:
         tower = self.model.model.vision_tower
         encoder = tower.vision_model.encoder if hasattr(tower, "vision_model") else tower.encoder
         return encoder.layers
-
-    def prepare(self, frames: np.ndarray, question: str) -> dict:
-        return prepare_video(self.processor, frames, question, self.device, self.dtype)
 
     @torch.no_grad()
     def encode(self, inputs: dict) -> Encoded:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import StopError
 from ..pruners import PrunedTokens, VisualTokens
-from .base import (REFERENCE_PATCHES, AttentionProbe, Encoded, Generation, load_hf, prepare_video,
+from .base import (REFERENCE_PATCHES, AttentionProbe, Encoded, Generation, HFBackbone, load_hf,
                    timed_generate)
 
 
@@ -45,16 +44,11 @@ def qwen_qk(module: nn.Module, args: tuple, kwargs: dict, num_heads: int) -> tup
     return q, k, module.scaling
 
 
-class QwenVLBackbone:
+class QwenVLBackbone(HFBackbone):
     family = "qwen-vl"
 
     def __init__(self, model, processor, name: str) -> None:
-        self.model = model.eval()
-        self.processor = processor
-        self.name = name
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
-        self.video_token_id = model.config.video_token_id
+        super().__init__(model, processor, name)
         visual = model.model.visual
         vcfg = visual.config
         self.merge = vcfg.spatial_merge_size
@@ -69,9 +63,6 @@ class QwenVLBackbone:
         from transformers import AutoModelForImageTextToText
 
         return cls(*load_hf(AutoModelForImageTextToText, source, device, dtype, trust_remote_code), name=str(source))
-
-    def prepare(self, frames: np.ndarray, question: str) -> dict:
-        return prepare_video(self.processor, frames, question, self.device, self.dtype)
 
     def _merge_order(self, grid_thw: Tensor) -> Tensor:
         """Index that puts the attention block's merge units back in (t, h/2, w/2) raster order."""
