@@ -49,6 +49,8 @@ class TrainConfig:
     log_every: int = 25
     eval_videos: int = 96
     threads: int = 2
+    keep_choices: tuple[float, ...] = (1.0,)  # visual tokens kept per batch, drawn at random (pruning robustness)
+    init_from: str | None = None  # continue from this checkpoint instead of a random initialisation
 
 
 def load_model(path: Path):
@@ -104,7 +106,7 @@ class Batcher:
         count = seen[:, :, None].expand(b, t, lab.shape[2])
         return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
 
-    def turns(self, qas, single: bool) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    def turns(self, qas, single: bool, n_video: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
         """Token ids, labels, and (position that predicts the answer, object it is about) per turn."""
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
         ids, labels, focus = [], [], []
@@ -114,7 +116,7 @@ class Batcher:
             prompt = self.ids(head)
             if i == 0:
                 at = prompt.index(self.video_id)
-                prompt = prompt[:at] + [self.video_id] * self.n_video + prompt[at + 1:]
+                prompt = prompt[:at] + [self.video_id] * n_video + prompt[at + 1:]
             answer = self.ids(f"{qa.answer}<|im_end|>\n")
             if qa.target is not None:
                 focus.append((len(ids) + len(prompt) - 1, qa.target))
@@ -130,12 +132,15 @@ class Batcher:
         video, masks, cls = render(scenes, self.cfg.frames, seed=rng.randrange(1 << 30))
         moves = torch.tensor([[list(MOVES).index(o.move) for o in sc.objects] + [0] * (3 - len(sc.objects))
                               for sc in scenes])
+        n_all = self.n_video - 1
+        keep = 1.0 if single else rng.choice(self.cfg.keep_choices)
+        n_keep = max(1, round(keep * n_all))
         rows, qa_lists = [], []
         for sc in scenes:
             qas = questions(sc, rng)
             rng.shuffle(qas)
             qa_lists.append(qas)
-            rows.append(self.turns(qas, single))
+            rows.append(self.turns(qas, single, n_keep + 1))
         length = max(len(r[0]) for r in rows)
         pad = self.tok.pad_token_id
         ids = torch.tensor([r[0] + [pad] * (length - len(r[0])) for r in rows])
@@ -143,9 +148,15 @@ class Batcher:
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
         focus = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[2]]).reshape(-1, 3)
         cover = F.adaptive_avg_pool2d(masks.float().flatten(0, 2)[:, None], self.pooled).reshape(
-            masks.shape[0], masks.shape[1], -1) > 0.2  # [B, O, T * P * P] cells each object covers
-        return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask,
-                    cells=self.cell_labels(masks, cls, moves), qas=qa_lists, focus=focus, cover=cover)
+            masks.shape[0], masks.shape[1], -1) > 0.2  # [B, O, N] cells each object covers
+        cells = self.cell_labels(masks, cls, moves)  # [B, N, 4]
+        # Pruning as a good pruner would do it: the objects' tokens first, then random background, in order.
+        g = torch.Generator().manual_seed(rng.randrange(1 << 30))
+        score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
+        kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
+        return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask, cells=cells, qas=qa_lists,
+                    focus=focus, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
+                    cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
 
 class GroundingHeads(nn.Module):
@@ -182,13 +193,16 @@ def _forward(model, b: dict, layer: int | None = None):
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
                                            vision_feature_select_strategy="full").pooler_output  # [B, N+1, D]
+    kept = b["kept"]  # [B, n] visual tokens the language model gets this batch
+    fed = torch.cat([torch.gather(feats[:, :-1], 1, kept[..., None].expand(-1, -1, feats.shape[-1])),
+                     feats[:, -1:]], dim=1)
     out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
                 output_attentions=layer is not None,
-                mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)})
+                mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     if layer is None:
         return out.logits, feats, None, None
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
-    n = feats.shape[1] - 1
+    n = kept.shape[1]
     return (out.logits, feats, out.hidden_states[layer][:, first:first + n],
             out.attentions[layer][..., first:first + n])
 
@@ -208,11 +222,11 @@ def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
 
 def _losses(logits, feats, hidden, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
     answer = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=-100)
-    cells = b["cells"]  # [B, N, 4]
     visual = feats[:, :-1]
     grounding = sum(F.cross_entropy(heads.logits(kind, x).flatten(0, 1), cells[..., i].flatten())
-                    for i, (kind, x) in enumerate((("color", visual), ("shape", visual), ("motion", hidden),
-                                                   ("count", hidden))))
+                    for i, (kind, x, cells) in enumerate((("color", visual, b["cells"]), ("shape", visual, b["cells"]),
+                                                          ("motion", hidden, b["cells_kept"]),
+                                                          ("count", hidden, b["cells_kept"]))))
     return answer, grounding
 
 
@@ -242,10 +256,16 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    build_llava_onevision(out, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_width=cfg.vision_width,
-                          vision_layers=cfg.vision_layers, text_width=cfg.text_width, text_layers=cfg.text_layers,
-                          seed=cfg.seed, tie_embeddings=True)
-    model, processor = load_model(out)
+    if cfg.init_from:
+        model, processor = load_model(Path(cfg.init_from))
+        out.mkdir(parents=True, exist_ok=True)
+        processor.save_pretrained(out)
+    else:
+        build_llava_onevision(out, image_size=cfg.image_size, patch_size=cfg.patch_size,
+                              vision_width=cfg.vision_width, vision_layers=cfg.vision_layers,
+                              text_width=cfg.text_width, text_layers=cfg.text_layers, seed=cfg.seed,
+                              tie_embeddings=True)
+        model, processor = load_model(out)
     model.train()
     # Training reads the language model's attention (focus loss): eager there; the saved config keeps SDPA.
     model.model.language_model.set_attn_implementation("eager")
