@@ -397,15 +397,26 @@ def train(
     batch: int = typer.Option(16, help="Videos per step."),
     seed: int = typer.Option(0, help="Random seed (data and initialisation)."),
     threads: int = typer.Option(2, help="CPU threads."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(150, help="Warm-up steps."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from this checkpoint."),
+    keep_choices: str = typer.Option("1", "--keep-choices",
+                                     help="Fractions of visual tokens kept per batch, drawn at random, e.g. 1,0.1."),
 ) -> None:
-    """Train the embedded tiny model from scratch on the synthetic world (CPU; see stopcli/train.py)."""
+    """Train the embedded tiny model on the synthetic world (CPU; see stopcli/train.py)."""
     from .train import TrainConfig
     from .train import train as run_training
 
     if steps < 1 or batch < 1:
         raise UsageError("--steps and --batch must be at least 1")
+    keeps = tuple(_float(k, "--keep-choices") for k in _split(keep_choices, "--keep-choices"))
+    if not all(0 < k <= 1 for k in keeps):
+        raise UsageError("--keep-choices must be fractions in (0, 1]")
+    if init_from is not None and not (init_from / "config.json").is_file():
+        raise UsageError(f"--init-from: no checkpoint in {init_from}")
     _quiet_transformers()
-    cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads)
+    cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, lr=lr, warmup=warmup,
+                      keep_choices=keeps, init_from=str(init_from) if init_from else None)
     path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
     out.print(f"saved {path}")
 
