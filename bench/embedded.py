@@ -77,7 +77,7 @@ def main() -> None:
     records = load_records(folder)
     backbone = load_backbone(args.model, torch.device("cpu"), torch.float32)
     grid = settings_grid([float(r) for r in args.ratios.split(",")], args.pruners.split(","), "both")
-    results = folder / "stop-results.jsonl"
+    results = folder / f"stop-results-{Path(args.model).resolve().name}.jsonl"  # one file per model, resumable
     con = Console(width=160, stderr=True)
     done = [0]
 
