@@ -1,13 +1,15 @@
 """Training the embedded model from scratch on the synthetic world, reproducibly, on a CPU.
 
-What makes a CPU-sized budget enough (plain end-to-end training sits at the answer prior for a long time):
-  * batches are rendered on the fly by the vectorised renderer (no Python per pixel), at random frame sizes and
-    aspect ratios, then resized and normalised exactly like the processor does;
-  * an auxiliary loss grounds every pooled visual token: a linear head predicts the colour and the shape of the
-    object covering that token's cell (labels come free from the renderer); the head is not part of the model;
-  * every video carries several question/answer turns in one sequence, so one vision pass teaches several answers.
-The model is a LLaVA-OneVision (SigLIP + Qwen2) saved with save_pretrained: the same class and code path as the
-real checkpoints."""
+Plain end-to-end training sits at the answer prior for a long time on a CPU budget, so besides the answer loss:
+  * batches are rendered on the fly by the vectorised renderer, at random frame sizes and aspect ratios, then resized
+    and normalised the way the processor does;
+  * every pooled visual token is grounded: its colour and shape, scored against the language model's own (tied) word
+    embeddings, and on a middle layer of the language model the motion of its object and the objects seen so far;
+  * one head of that middle layer is told where the asked-about object is (attention supervision);
+  * every video carries several question/answer turns, so one vision pass teaches several answers;
+  * optionally (stage 2) the video run is pruned at random, objects' tokens first, so pruning does not break it.
+All extra heads are training-only. The model is a LLaVA-OneVision (SigLIP + Qwen2) saved with save_pretrained: the
+same class and code path as the real checkpoints."""
 
 from __future__ import annotations
 
