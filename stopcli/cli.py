@@ -402,13 +402,19 @@ def train(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from this checkpoint."),
     keep_choices: str = typer.Option("1", "--keep-choices",
                                      help="Fractions of visual tokens kept per batch, drawn at random, e.g. 1,0.1."),
+    vision_steps: int = typer.Option(0, "--vision-steps",
+                                     help="Stage 0: steps in which the vision tower alone learns colour and shape."),
+    vision_lr_scale: float = typer.Option(1.0, "--vision-lr-scale",
+                                          help="The vision tower's learning rate relative to --lr after stage 0."),
 ) -> None:
     """Train the embedded tiny model on the synthetic world (CPU; see stopcli/train.py)."""
     from .train import TrainConfig
     from .train import train as run_training
 
-    if steps < 1 or batch < 1:
-        raise UsageError("--steps and --batch must be at least 1")
+    if steps < 1 or batch < 1 or vision_steps < 0:
+        raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
+    if vision_lr_scale < 0:
+        raise UsageError("--vision-lr-scale must not be negative")
     keeps = tuple(_float(k, "--keep-choices") for k in _split(keep_choices, "--keep-choices"))
     if not all(0 < k <= 1 for k in keeps):
         raise UsageError("--keep-choices must be fractions in (0, 1]")
@@ -416,7 +422,8 @@ def train(
         raise UsageError(f"--init-from: no checkpoint in {init_from}")
     _quiet_transformers()
     cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, lr=lr, warmup=warmup,
-                      keep_choices=keeps, init_from=str(init_from) if init_from else None)
+                      keep_choices=keeps, init_from=str(init_from) if init_from else None,
+                      vision_steps=vision_steps, vision_lr_scale=vision_lr_scale)
     path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
     out.print(f"saved {path}")
 

@@ -45,7 +45,7 @@ def build_tokenizer(words: list[str] | None = None):
 
 def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size: int = 8, vision_width: int = 32,
                           vision_layers: int = 2, text_width: int = 64, text_layers: int = 2, seed: int = 0,
-                          words: list[str] | None = None, tie_embeddings: bool = False) -> Path:
+                          vision_heads: int = 2, words: list[str] | None = None, tie_embeddings: bool = False) -> Path:
     """Save a random-weight LLaVA-OneVision (SigLIP + Qwen2) with its processor to `path`; returns the path."""
     from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
                               LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor)
@@ -55,7 +55,7 @@ def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size:
     config = LlavaOnevisionConfig(
         vision_config=dict(model_type="siglip_vision_model", hidden_size=vision_width,
                            intermediate_size=2 * vision_width, num_hidden_layers=vision_layers,
-                           num_attention_heads=2, image_size=image_size, patch_size=patch_size, vision_use_head=False),
+                           num_attention_heads=vision_heads, image_size=image_size, patch_size=patch_size, vision_use_head=False),
         text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=text_width,
                          intermediate_size=2 * text_width, num_hidden_layers=text_layers, num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=4096, rope_theta=10000.0,

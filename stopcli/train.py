@@ -53,6 +53,10 @@ class TrainConfig:
     threads: int = 2
     keep_choices: tuple[float, ...] = (1.0,)  # visual tokens kept per batch, drawn at random (pruning robustness)
     init_from: str | None = None  # continue from this checkpoint instead of a random initialisation
+    vision_steps: int = 0  # stage 0: the vision tower alone learns colour and shape per cell before the LM trains
+    vision_batch: int = 8
+    vision_lr: float = 1e-3
+    vision_lr_scale: float = 1.0  # the vision tower's learning rate relative to lr in the main stage
 
 
 def load_model(path: Path):
@@ -108,6 +112,14 @@ class Batcher:
         count = seen[:, :, None].expand(b, t, lab.shape[2])
         return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
 
+    def peak_cells(self, masks: torch.Tensor) -> torch.Tensor:
+        """[B, T * P * P] bool: pooled cells that hold an object for sure, i.e. where an object's coverage peaks in its
+        frame or is at least half the cell (a small object straddling cells labels only its best cell)."""
+        b, o, t, h, w = masks.shape
+        cover = F.adaptive_avg_pool2d(masks.float().reshape(b * o * t, 1, h, w), self.pooled).reshape(b, o, t, -1)
+        top = cover.amax(-1, keepdim=True)
+        return (((cover == top) & (top > 0.05)) | (cover >= 0.5)).any(1).flatten(1)
+
     def turns(self, qas, single: bool, n_video: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
         """Token ids, labels, and (position that predicts the answer, object it is about) per turn."""
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
@@ -156,7 +168,7 @@ class Batcher:
         g = torch.Generator().manual_seed(rng.randrange(1 << 30))
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
-        return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask, cells=cells, qas=qa_lists,
+        return dict(pixels=self.pixels(video), masks=masks, ids=ids, labels=labels, mask=mask, cells=cells, qas=qa_lists,
                     focus=focus, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
                     cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
@@ -251,6 +263,37 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
     return acc
 
 
+def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[str], None], log_file) -> None:
+    """Stage 0: the vision tower and projector learn, alone, the colour and the shape of the object in every pooled
+    cell that surely holds one (Batcher.peak_cells), with a training-only linear head. A from-scratch SigLIP learns
+    colour at once but sits at chance on shape for ~700 steps before it starts to learn (bench/vision_probe.py), and
+    with the language model attached that plateau is paid at the full step price; here a step costs the vision
+    side only. Plain Adam at a constant rate: the plateau is left faster without decay or clipping."""
+    dim = model.config.text_config.hidden_size
+    head = nn.Linear(dim, len(COLORS) + len(SHAPES))
+    params = list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters())
+    opt = torch.optim.Adam(params + list(head.parameters()), lr=cfg.vision_lr)
+    start = time.perf_counter()
+    for step in range(1, cfg.vision_steps + 1):
+        b = batcher.batch(cfg.vision_batch, single=True)
+        feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
+                                               vision_feature_select_strategy="full").pooler_output[:, :-1]
+        sure = batcher.peak_cells(b["masks"]) & (b["cells"][..., 0] < len(COLORS))  # [B, N]
+        logits = head(feats[sure])  # [K, colours + shapes]
+        colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
+        loss = F.cross_entropy(logits[:, :len(COLORS)], colour) + F.cross_entropy(logits[:, len(COLORS):], shape)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0 or step in (1, cfg.vision_steps):
+            acc = (logits[:, len(COLORS):].argmax(-1) == shape).float().mean().item()
+            row = dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
+                       vision_loss=loss.item(), shape_accuracy=acc)
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+
 def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train from scratch and save the model (safetensors), tokenizer and processor to out_dir.
     Writes training_log.jsonl (loss and quick accuracy against wall-clock time) beside them."""
@@ -273,13 +316,18 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     model.model.language_model.set_attn_implementation("eager")
     batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
     heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
+    vision = {id(p) for p in model.model.vision_tower.parameters()}
     params = list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
     layer = max(1, cfg.text_layers // 2)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    groups = [dict(params=[p for p in params if id(p) not in vision]),
+              dict(params=[p for p in params if id(p) in vision], lr=cfg.lr * cfg.vision_lr_scale)]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     log_path = out / "training_log.jsonl"
     log_file = log_path.open("w")
+    if cfg.vision_steps:
+        pretrain_vision(model, batcher, cfg, log, log_file)
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)

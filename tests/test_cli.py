@@ -126,3 +126,18 @@ def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
     assert data["frames"] == 4 and data["video_frames"] == 8  # temporal patches of 2 frames
     assert data["visual_tokens"]["after"] < data["visual_tokens"]["before"]
     assert (tmp_path / "q.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--steps", "0"], "--steps"),
+    (["--vision-steps", "-1"], "--vision-steps"),
+    (["--vision-lr-scale", "-0.5"], "--vision-lr-scale"),
+    (["--keep-choices", "1,1.5"], "--keep-choices"),
+    (["--keep-choices", "1,half"], "--keep-choices"),
+    (["--init-from", "no-such-checkpoint"], "--init-from"),
+])
+def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
+    r = run("train", tmp_path / "out", *args)
+    assert r.exit_code == 2, r.output
+    assert says in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -85,3 +86,29 @@ def test_training_smoke_loss_goes_down(tmp_path):
     from stopcli.backbones import load_backbone
 
     load_backbone(str(tmp_path / "m"), torch.device("cpu"), torch.float32)  # loads through the normal path
+
+
+def test_peak_cells_mark_where_objects_surely_are():
+    from stopcli.train import Batcher, TrainConfig, load_model
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    batcher = Batcher(processor, model.config, TrainConfig(frames=1), seed=0)  # 96 px, patch 8: 6x6 cells of 16 px
+    masks = torch.zeros(1, 3, 1, 96, 96, dtype=torch.bool)
+    masks[0, 0, 0, 20:30, 36:46] = True  # small, inside cell (1, 2)
+    masks[0, 1, 0, 64:96, 0:32] = True  # covers cells (4, 0), (4, 1), (5, 0), (5, 1) fully
+    masks[0, 2, 0, 40:50, 60:70] = True  # straddles (2, 3), (2, 4), (3, 3), (3, 4); most of it in (2, 4)
+    marked = batcher.peak_cells(masks)[0].nonzero().flatten().tolist()
+    assert marked == sorted([1 * 6 + 2, 2 * 6 + 4, 4 * 6 + 0, 4 * 6 + 1, 5 * 6 + 0, 5 * 6 + 1])
+
+
+def test_vision_stage_runs_first_and_its_loss_goes_down(tmp_path):
+    from stopcli.train import TrainConfig, train
+
+    cfg = TrainConfig(steps=2, batch=2, vision_steps=40, vision_batch=4, vision_lr=3e-3, frames=4, log_every=1,
+                      eval_every=1000, threads=1, warmup=5)
+    train(tmp_path / "m", cfg, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
+    stages = [r.get("stage", "main") for r in rows]
+    assert stages == ["vision"] * 40 + ["main"] * 2
+    loss = [r["vision_loss"] for r in rows[:40]]
+    assert sum(loss[-10:]) / 10 < 0.75 * sum(loss[:5]) / 5

@@ -1,0 +1,195 @@
+"""Does a model's vision side see what the questions ask about? Two measurements on freshly rendered synthetic videos.
+
+1. Probe: a linear classifier fitted on half of the visual tokens the language model receives (projected and pooled)
+   and tested on the other half, for the colour and the shape of the object in each cell that surely holds one.
+   A language model cannot answer "what shape is the red object?" from tokens in which shape is not decodable.
+2. Learnability (--learn-steps K): the same per-cell shape labels learned from scratch, for K steps, by the model's own
+   vision architecture (SigLIP tower + projector + pooling, fresh weights) and by a small CNN of four 3x3 stages,
+   with the same data, batch, optimiser and learning rate. Tells whether a low probe score is the recipe's fault or
+   the architecture's.
+
+    python bench/vision_probe.py [--model stopcli/assets/stop-tiny-ov] [--videos 192] [--learn-steps 0]
+
+Prints tables and writes bench/results/vision_probe.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from stopcli.synth import COLORS, SHAPES  # noqa: E402
+from stopcli.tiny import build_llava_onevision  # noqa: E402
+from stopcli.train import Batcher, TrainConfig, load_model  # noqa: E402
+
+
+def batcher_for(model, processor, seed: int) -> Batcher:
+    v = model.config.vision_config
+    cfg = TrainConfig(image_size=v.image_size, patch_size=v.patch_size, frames=8)
+    return Batcher(processor, model.config, cfg, seed=seed)
+
+
+def visual_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3, S, S] -> [B, T * P * P, D]: what the language model receives, without the trailing newline."""
+    return model.model.get_video_features(pixels, vision_feature_layer=model.config.vision_feature_layer,
+                                          vision_feature_select_strategy="full").pooler_output[:, :-1]
+
+
+def labelled(batcher: Batcher, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of cells that surely hold an object [B, N] and their (colour, shape) labels [B, N, 2]."""
+    cells = b["cells"][..., :2]
+    return batcher.peak_cells(b["masks"]) & (cells[..., 0] < len(COLORS)), cells
+
+
+def linear_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 600) -> float:
+    """Test accuracy of a softmax regression fitted on the first half of (x, y)."""
+    n = len(x) // 2
+    mu, sd = x[:n].mean(0), x[:n].std(0) + 1e-5
+    x = (x - mu) / sd
+    w = torch.zeros(x.shape[1], classes, requires_grad=True)
+    bias = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.Adam([w, bias], lr=1e-2)
+    for _ in range(steps):
+        loss = F.cross_entropy(x[:n] @ w + bias, y[:n]) + 1e-4 * w.square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float(((x[n:] @ w + bias).argmax(1) == y[n:]).float().mean())
+
+
+@torch.no_grad()
+def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
+    model.eval()
+    xs, ys = [], []
+    for i in range(0, videos, 16):
+        b = batcher.batch(16, single=True, seed=seed + i)
+        mask, cells = labelled(batcher, b)
+        xs.append(visual_tokens(model, b["pixels"])[mask])
+        ys.append(cells[mask])
+    x, y = torch.cat(xs), torch.cat(ys)
+    with torch.enable_grad():
+        out = {"cells": len(x)}
+        for i, (name, classes) in enumerate((("colour", len(COLORS)), ("shape", len(SHAPES)))):
+            majority = float(torch.bincount(y[len(y) // 2:, i], minlength=classes).max()) / (len(y) - len(y) // 2)
+            out[name] = dict(probe_accuracy=linear_probe(x, y[:, i], classes), majority_class=majority)
+    return out
+
+
+class SmallCNN(torch.nn.Module):
+    """Four 3x3 conv stages with 2x max-pooling, then adaptive pooling to the visual-token grid."""
+
+    def __init__(self, grid: int, classes: int) -> None:
+        super().__init__()
+        layers, width = [], 3
+        for out in (32, 64, 64, 64):
+            layers += [torch.nn.Conv2d(width, out, 3, padding=1), torch.nn.GELU(), torch.nn.MaxPool2d(2)]
+            width = out
+        self.body = torch.nn.Sequential(*layers)
+        self.head = torch.nn.Conv2d(width, classes, 1)
+        self.grid = grid
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # [B, T, 3, S, S] -> [B, T * P * P, classes]
+        b = pixels.shape[0]
+        x = F.adaptive_avg_pool2d(self.head(self.body(pixels.flatten(0, 1))), self.grid)
+        return x.flatten(2).transpose(1, 2).reshape(b, -1, x.shape[1])
+
+
+def learnability(model, processor, steps: int, seed: int, lr: float = 1e-3, batch: int = 8) -> list[dict]:
+    """Per-cell shape accuracy on held-out batches while training, from scratch, the model's vision architecture and
+    a small CNN on the same batches."""
+    v, t = model.config.vision_config, model.config.text_config
+    with tempfile.TemporaryDirectory() as tmp:
+        build_llava_onevision(tmp, image_size=v.image_size, patch_size=v.patch_size, vision_width=v.hidden_size,
+                              vision_layers=v.num_hidden_layers, vision_heads=v.num_attention_heads,
+                              text_width=t.hidden_size, text_layers=1, seed=seed)
+        fresh, proc = load_model(Path(tmp))
+    batcher = batcher_for(fresh, proc, seed)
+    vit_head = torch.nn.Linear(t.hidden_size, len(SHAPES))
+    cnn = SmallCNN(batcher.pooled, len(SHAPES))
+    nets = {
+        "vision tower (fresh)": (lambda px: vit_head(visual_tokens(fresh, px)),
+                                 list(fresh.model.vision_tower.parameters())
+                                 + list(fresh.model.multi_modal_projector.parameters()) + list(vit_head.parameters())),
+        "small CNN": (cnn, list(cnn.parameters())),
+    }
+    opts = {k: torch.optim.Adam(p, lr=lr) for k, (_, p) in nets.items()}
+    held = [batcher.batch(16, single=True, seed=seed + 10_000 + i) for i in range(2)]
+    curve, start = [], {k: 0.0 for k in nets}
+    fresh.train()
+    for step in range(1, steps + 1):
+        b = batcher.batch(batch, single=True)
+        mask, cells = labelled(batcher, b)
+        for k, (net, params) in nets.items():
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(net(b["pixels"])[mask], cells[..., 1][mask])
+            opts[k].zero_grad()
+            loss.backward()
+            opts[k].step()
+            start[k] += time.perf_counter() - t0
+        if step % max(1, steps // 10) == 0 or step == steps:
+            row = {"step": step}
+            with torch.no_grad():
+                for k, (net, _) in nets.items():
+                    hits = [(net(h["pixels"]).argmax(-1) == labelled(batcher, h)[1][..., 1])[labelled(batcher, h)[0]]
+                            for h in held]
+                    row[k] = float(torch.cat(hits).float().mean())
+                    row[k + " seconds"] = round(start[k], 1)
+            curve.append(row)
+            print(row, flush=True)
+    return curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "stopcli/assets/stop-tiny-ov"))
+    ap.add_argument("--videos", type=int, default=192)
+    ap.add_argument("--seed", type=int, default=2000)
+    ap.add_argument("--learn-steps", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "bench/results/vision_probe.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(args.seed)
+    model, processor = load_model(Path(args.model))
+    console = Console()
+    result = {"model": args.model, "probe": probe(model, batcher_for(model, processor, args.seed), args.videos,
+                                                  args.seed)}
+    table = Table(title=f"Linear probe on the visual tokens ({result['probe']['cells']} object cells, half held out)")
+    for col in ("attribute", "probe accuracy", "majority class"):
+        table.add_column(col)
+    for name in ("colour", "shape"):
+        r = result["probe"][name]
+        table.add_row(name, f"{r['probe_accuracy']:.3f}", f"{r['majority_class']:.3f}")
+    console.print(table)
+    if args.learn_steps:
+        curve = learnability(model, processor, args.learn_steps, args.seed)
+        result["learnability"] = curve
+        table = Table(title="Per-cell shape accuracy when learned from scratch (held-out cells)")
+        for col in curve[0]:
+            table.add_column(col)
+        for row in curve:
+            table.add_row(*(f"{v:.3f}" if not k.endswith("seconds") and isinstance(v, float) else str(v)
+                            for k, v in row.items()))
+        console.print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
