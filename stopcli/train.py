@@ -57,6 +57,7 @@ class TrainConfig:
     vision_batch: int = 8
     vision_lr: float = 1e-3
     vision_lr_scale: float = 1.0  # the vision tower's learning rate relative to lr in the main stage
+    track_weight: float = 0.0  # attention supervision: object tokens look back at the same object (motion)
 
 
 def load_model(path: Path):
@@ -202,7 +203,8 @@ class GroundingHeads(nn.Module):
 
 def _forward(model, b: dict, layer: int | None = None):
     """logits, projected visual features [B, N+1, D], and (with `layer`) that layer's hidden states at the visual
-    tokens [B, N, D] and its attention from every position to the visual tokens [B, H, L, N]."""
+    tokens [B, n, D], its attention from every position to the visual tokens [B, H, L, n], and head 1 of the layer
+    below it among the visual tokens [B, n, n]."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
@@ -214,11 +216,28 @@ def _forward(model, b: dict, layer: int | None = None):
                 output_attentions=layer is not None,
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     if layer is None:
-        return out.logits, feats, None, None
+        return out.logits, feats, None, None, None
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = kept.shape[1]
     return (out.logits, feats, out.hidden_states[layer][:, first:first + n],
-            out.attentions[layer][..., first:first + n])
+            out.attentions[layer][..., first:first + n],
+            out.attentions[layer - 1][:, 1, first:first + n, first:first + n])
+
+
+def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
+    """Head 1 of the layer below the middle one, at every visual token of an object, should attend to the same
+    object's tokens in earlier frames: the middle layer can then tell the object's motion from where it was and
+    where it is (causal attention only looks back). attn [B, n, n] among the kept visual tokens."""
+    cover = b["cover"]  # [B, O, n]
+    frame = b["kept"] // per_frame  # [B, n]
+    owner, has = cover.float().argmax(1), cover.any(1)  # [B, n]
+    target = ((owner[:, :, None] == owner[:, None, :]) & has[:, :, None] & has[:, None, :]
+              & (frame[:, None, :] < frame[:, :, None]))  # [B, n query, n key]
+    rows = target.any(-1)  # [B, n]
+    if not bool(rows.any()):
+        return attn.sum() * 0.0
+    mass = (attn * target).sum(-1)[rows]
+    return -torch.log(mass.clamp_min(1e-6)).mean()
 
 
 def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
@@ -251,7 +270,7 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
     hits: dict[str, list[int]] = {}
     for i in range(0, n, 16):
         b = batcher.batch(min(16, n - i), single=True, seed=seed + i)
-        logits, _, _, _ = _forward(model, b)
+        logits = _forward(model, b)[0]
         for row in range(b["ids"].shape[0]):
             pos = int((b["labels"][row] != -100).nonzero()[0])
             pred = int(logits[row, pos - 1].argmax())
@@ -331,10 +350,13 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
-        logits, feats, hidden, attn = _forward(model, b, layer)
+        logits, feats, hidden, attn, attn_below = _forward(model, b, layer)
         answer, grounding = _losses(logits, feats, hidden, heads, b)
         focus = focus_loss(attn, b)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
+        track = track_loss(attn_below, b, batcher.pooled ** 2) if cfg.track_weight else None
+        if track is not None:
+            loss = loss + cfg.track_weight * track
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -343,6 +365,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         if step % cfg.log_every == 0 or step in (1, cfg.steps):
             row = dict(step=step, minutes=round((time.perf_counter() - start) / 60, 2), answer_loss=answer.item(),
                        grounding_loss=grounding.item(), focus_loss=focus.item(), lr=sched.get_last_lr()[0])
+            if track is not None:
+                row["track_loss"] = track.item()
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
             log_file.write(json.dumps(row) + "\n")

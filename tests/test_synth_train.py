@@ -112,3 +112,22 @@ def test_vision_stage_runs_first_and_its_loss_goes_down(tmp_path):
     assert stages == ["vision"] * 40 + ["main"] * 2
     loss = [r["vision_loss"] for r in rows[:40]]
     assert sum(loss[-10:]) / 10 < 0.75 * sum(loss[:5]) / 5
+
+
+def test_track_loss_rewards_looking_back_at_the_same_object():
+    from stopcli.train import track_loss
+
+    # 2 frames of 2 cells: object 0 in cell 0 of both frames, object 1 in cell 1 of frame 1 only.
+    kept = torch.tensor([[0, 1, 2, 3]])  # [B, n], per_frame = 2
+    cover = torch.tensor([[[1, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]], dtype=torch.bool)  # [B, O, n]
+    b = {"kept": kept, "cover": cover}
+    # Only token 2 (object 0, frame 1) has an earlier token of its object (token 0).
+    perfect = torch.zeros(1, 4, 4)
+    perfect[0, 2, 0] = 1.0
+    assert float(track_loss(perfect, b, per_frame=2)) < 1e-5
+    half = torch.zeros(1, 4, 4)
+    half[0, 2, :3] = torch.tensor([0.5, 0.25, 0.25])
+    assert abs(float(track_loss(half, b, per_frame=2)) - 0.6931) < 1e-3  # -log 0.5
+    elsewhere = torch.zeros(1, 4, 4)
+    elsewhere[0, 2, 1] = 1.0  # looks at background in frame 0
+    assert float(track_loss(elsewhere, b, per_frame=2)) > 10
