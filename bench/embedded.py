@@ -2,11 +2,12 @@
 generated synthetic videos, and whether sink tokens emerge in it.
 
     python bench/embedded.py [--model stopcli/assets/stop-tiny-ov] [--n 600] [--seed 1000] [--frames 8]
-                             [--ratios 0,0.75,0.9,0.95] [--pruners uniform,visionzip,fastvid,holitom]
+                             [--ratios 0,0.75,0.9,0.95] [--pruners uniform,visionzip,fastvid,holitom] [--no-sinks]
 
 Generates the videos (new seeds, never seen in training) into bench/results/embedded-videos, runs `stop bench`'s
 runner over them (results JSONL there, resumable), prints the accuracy tables and the sink analysis, and writes
-bench/results/embedded.json."""
+bench/results/embedded.json (not with --no-sinks: `--ratios 0 --no-sinks` is a one-minute unpruned check that
+writes only the results JSONL)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--ratios", default="0,0.75,0.9,0.95")
     ap.add_argument("--pruners", default="uniform,visionzip,fastvid,holitom")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--no-sinks", action="store_true", help="skip the sink analysis (a quick accuracy check)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -106,6 +108,8 @@ def main() -> None:
                       *[f"{100 * cols[t]['accuracy']:.1f}" if t in cols and cols[t]["accuracy"] is not None else "-"
                         for t in ["all"] + types])
     Console(width=200).print(table)
+    if args.no_sinks:
+        return
     sinks = sink_analysis(backbone, folder, records[:200], args.frames)
     Console(width=160).print_json(json.dumps({k: v for k, v in sinks.items() if k != "mean_sink_score_map"}))
     (out / "embedded.json").write_text(json.dumps(dict(model=args.model, n=len(records), seed=args.seed,
