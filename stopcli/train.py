@@ -7,7 +7,10 @@ Plain end-to-end training sits at the answer prior for a long time on a CPU budg
     embeddings, and on a middle layer of the language model the motion of its object and the objects seen so far;
   * one head of that middle layer is told where the asked-about object is (attention supervision);
   * every video carries several question/answer turns, so one vision pass teaches several answers;
-  * optionally (stage 2) the video run is pruned at random, objects' tokens first, so pruning does not break it.
+  * optionally (stage 2) the video run is pruned at random, objects' tokens first, so pruning does not break it;
+  * optionally (stage 0, --vision-steps) the vision tower first learns colour and shape per cell on its own: a
+    from-scratch SigLIP sits at chance on shape for ~700 steps, a plateau that is cheap to leave without the LM;
+  * optionally (--track-weight) one head learns to look back at the same object in earlier frames (motion).
 All extra heads are training-only. The model is a LLaVA-OneVision (SigLIP + Qwen2) saved with save_pretrained: the
 same class and code path as the real checkpoints."""
 

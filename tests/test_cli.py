@@ -142,3 +142,17 @@ def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
     assert r.exit_code == 2, r.output
     assert says in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("video, question, answer", [
+    ("red_circle.mp4", "what color is the circle?", "red"),  # the README's main command
+    ("red_circle.mp4", "what shape is the red object?", "circle"),
+    ("blue_square.mp4", "what color is the square?", "blue"),
+    ("blue_square.mp4", "what shape is the blue object?", "square"),
+    ("blue_square.mp4", "is there a blue square in the video?", "yes"),
+    ("blue_square.mp4", "is there a red square in the video?", "no"),
+])
+def test_embedded_model_answers_the_sample_videos(video, question, answer):
+    r = run("ask", Path(__file__).parents[1] / "samples" / video, question, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["answer"] == answer
