@@ -27,19 +27,32 @@ from stopcli.backbones import load_backbone  # noqa: E402
 from stopcli.bench import done_keys, read_rows, run_bench, settings_grid, summarise  # noqa: E402
 from stopcli.pruners import sink_score  # noqa: E402
 from stopcli.records import load_records  # noqa: E402
-from stopcli.synth import generate  # noqa: E402
+from stopcli.synth import Obj, Scene, generate, render  # noqa: E402
 from stopcli.video import read_video  # noqa: E402
+
+
+def object_cells(scene: dict, grid: tuple[int, int], frames: int) -> torch.Tensor:
+    """[S] bool: positions of the token grid on an object's path (covered >= 20% in some frame), re-rendered from
+    the scene description."""
+    objects = [Obj(**o) for o in scene["objects"]]
+    sc = Scene(**{**{k: v for k, v in scene.items() if k != "video"}, "objects": objects})
+    _, masks, _ = render([sc], frames)  # [1, O, T, H, W]
+    cover = torch.nn.functional.adaptive_avg_pool2d(masks[0].float().flatten(0, 1)[:, None], grid)  # [O*T, 1, gh, gw]
+    return (cover.reshape(-1, cover.shape[-2] * cover.shape[-1]) >= 0.2).any(0)
 
 
 def sink_analysis(backbone, folder: Path, records, frames: int) -> dict:
     """Sink score statistics over the videos, and where the persistent high-attention positions sit."""
-    scores, by_distractor = [], defaultdict(list)
+    scores, by_distractor, on_object, path_share = [], defaultdict(list), [], []
     scenes = {json.loads(x)["video"]: json.loads(x) for x in (folder / "scenes.jsonl").read_text().splitlines()}
     for rec in records:
         clip = read_video(folder / rec.video, num_frames=frames)
         enc = backbone.encode(backbone.prepare(clip.frames, rec.question))
         s = sink_score(enc.tokens.attention)
         scores.append(s)
+        path = object_cells(scenes[rec.video], enc.tokens.grid, frames)
+        on_object.append(bool(path[int(s.argmax())]))
+        path_share.append(float(path.float().mean()))
         by_distractor[scenes[rec.video]["distractor"]].append(s)
         grid = enc.tokens.grid
     all_s = torch.stack(scores)  # [V, S]
@@ -55,6 +68,8 @@ def sink_analysis(backbone, folder: Path, records, frames: int) -> dict:
         top_positions=[dict(position=p, row=p // grid[1], col=p % grid[1], mean_score=round(float(mean_s[p]), 3))
                        for p in top],
         argmax_agreement=float((all_s.argmax(1) == int(mean_s.argmax())).float().mean()),
+        top_position_on_an_object_path=sum(on_object) / len(on_object),
+        positions_on_an_object_path=sum(path_share) / len(path_share),  # what a random position would score
         by_distractor={k: dict(videos=len(v), mean_max_position=int(torch.stack(v).mean(0).argmax()))
                        for k, v in by_distractor.items()},
     )
