@@ -408,6 +408,9 @@ def train(
                                           help="The vision tower's learning rate relative to --lr after stage 0."),
     track_weight: float = typer.Option(0.0, "--track-weight",
                                        help="Weight of the attention supervision that links an object across frames."),
+    option_weight: float = typer.Option(0.0, "--option-weight",
+                                        help="Weight of the attention supervision from a multiple-choice answer to the "
+                                             "correct option."),
 ) -> None:
     """Train the embedded tiny model on the synthetic world (CPU; see stopcli/train.py)."""
     from .train import TrainConfig
@@ -415,8 +418,8 @@ def train(
 
     if steps < 1 or batch < 1 or vision_steps < 0:
         raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
-    if vision_lr_scale < 0 or track_weight < 0:
-        raise UsageError("--vision-lr-scale and --track-weight must not be negative")
+    if vision_lr_scale < 0 or track_weight < 0 or option_weight < 0:
+        raise UsageError("--vision-lr-scale, --track-weight and --option-weight must not be negative")
     keeps = tuple(_float(k, "--keep-choices") for k in _split(keep_choices, "--keep-choices"))
     if not all(0 < k <= 1 for k in keeps):
         raise UsageError("--keep-choices must be fractions in (0, 1]")
@@ -425,7 +428,8 @@ def train(
     _quiet_transformers()
     cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, lr=lr, warmup=warmup,
                       keep_choices=keeps, init_from=str(init_from) if init_from else None,
-                      vision_steps=vision_steps, vision_lr_scale=vision_lr_scale, track_weight=track_weight)
+                      vision_steps=vision_steps, vision_lr_scale=vision_lr_scale, track_weight=track_weight,
+                      option_weight=option_weight)
     path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
     out.print(f"saved {path}")
 

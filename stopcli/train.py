@@ -61,6 +61,7 @@ class TrainConfig:
     vision_lr: float = 1e-3
     vision_lr_scale: float = 1.0  # the vision tower's learning rate relative to lr in the main stage
     track_weight: float = 0.0  # attention supervision: object tokens look back at the same object (motion)
+    option_weight: float = 0.0  # attention supervision: a multiple-choice answer looks at the correct option's word
 
 
 def load_model(path: Path):
@@ -124,10 +125,11 @@ class Batcher:
         top = cover.amax(-1, keepdim=True)
         return (((cover == top) & (top > 0.05)) | (cover >= 0.5)).any(1).flatten(1)
 
-    def turns(self, qas, single: bool, n_video: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-        """Token ids, labels, and (position that predicts the answer, object it is about) per turn."""
+    def turns(self, qas, single: bool, n_video: int):
+        """Token ids, labels, (position that predicts the answer, object it is about) per turn, and for multiple
+        choice (position that predicts the answer, position of the correct option's word)."""
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
-        ids, labels, focus = [], [], []
+        ids, labels, focus, options = [], [], [], []
         for i, qa in enumerate(qas[:k]):
             head = f"<|im_start|>user\n{'<video>' + chr(10) if i == 0 else ''}{qa.question}<|im_end|>\n" \
                    f"<|im_start|>assistant\n"
@@ -138,9 +140,21 @@ class Batcher:
             answer = self.ids(f"{qa.answer}<|im_end|>\n")
             if qa.target is not None:
                 focus.append((len(ids) + len(prompt) - 1, qa.target))
+            if qa.options is not None:  # the correct option's word, right after "( letter )"
+                at = self._option_word(prompt, qa.answer)
+                if at is not None:
+                    options.append((len(ids) + len(prompt) - 1, len(ids) + at))
             ids += prompt + answer
             labels += [-100] * len(prompt) + answer
-        return ids, labels, focus
+        return ids, labels, focus, options
+
+    def _option_word(self, prompt: list[int], letter: str) -> int | None:
+        """Index in `prompt` of the word that follows "( letter )"."""
+        pattern = self.ids("(") + self.ids(letter) + self.ids(")")
+        for k in range(len(prompt) - 3):
+            if prompt[k:k + 3] == pattern:
+                return k + 3
+        return None
 
     def batch(self, n: int, single: bool = False, seed: int | None = None):
         rng = self.rng if seed is None else random.Random(seed)
@@ -165,6 +179,7 @@ class Batcher:
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
         focus = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[2]]).reshape(-1, 3)
+        options = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[3]]).reshape(-1, 3)
         cover = F.adaptive_avg_pool2d(masks.float().flatten(0, 2)[:, None], self.pooled).reshape(
             masks.shape[0], masks.shape[1], -1) > 0.2  # [B, O, N] cells each object covers
         cells = self.cell_labels(masks, cls, moves)  # [B, N, 4]
@@ -173,7 +188,7 @@ class Batcher:
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
         return dict(pixels=self.pixels(video), masks=masks, ids=ids, labels=labels, mask=mask, cells=cells, qas=qa_lists,
-                    focus=focus, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
+                    focus=focus, options=options, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
                     cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
 
@@ -206,8 +221,8 @@ class GroundingHeads(nn.Module):
 
 def _forward(model, b: dict, layer: int | None = None):
     """logits, projected visual features [B, N+1, D], and (with `layer`) that layer's hidden states at the visual
-    tokens [B, n, D], its attention from every position to the visual tokens [B, H, L, n], and head 1 of the layer
-    below it among the visual tokens [B, n, n]."""
+    tokens [B, n, D], its attention from every position to the visual tokens [B, H, L, n], head 1 of the layer
+    below it among the visual tokens [B, n, n], and head 1 of the last layer [B, L, L]."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
@@ -219,12 +234,21 @@ def _forward(model, b: dict, layer: int | None = None):
                 output_attentions=layer is not None,
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     if layer is None:
-        return out.logits, feats, None, None, None
+        return out.logits, feats, None, None, None, None
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = kept.shape[1]
     return (out.logits, feats, out.hidden_states[layer][:, first:first + n],
             out.attentions[layer][..., first:first + n],
-            out.attentions[layer - 1][:, 1, first:first + n, first:first + n])
+            out.attentions[layer - 1][:, 1, first:first + n, first:first + n], out.attentions[-1][:, 1])
+
+
+def option_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
+    """Head 1 of the last layer, at the position that predicts a multiple-choice answer, should attend to the word of
+    the correct option (whose preceding letter is the answer): -log of the mass it puts there. attn [B, L, L]."""
+    o = b["options"]
+    if o.numel() == 0:
+        return attn.sum() * 0.0
+    return -torch.log(attn[o[:, 0], o[:, 1], o[:, 2]].clamp_min(1e-6)).mean()
 
 
 def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
@@ -353,13 +377,16 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
-        logits, feats, hidden, attn, attn_below = _forward(model, b, layer)
+        logits, feats, hidden, attn, attn_below, attn_last = _forward(model, b, layer)
         answer, grounding = _losses(logits, feats, hidden, heads, b)
         focus = focus_loss(attn, b)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
         track = track_loss(attn_below, b, batcher.pooled ** 2) if cfg.track_weight else None
         if track is not None:
             loss = loss + cfg.track_weight * track
+        option = option_loss(attn_last, b) if cfg.option_weight else None
+        if option is not None:
+            loss = loss + cfg.option_weight * option
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -370,6 +397,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
                        grounding_loss=grounding.item(), focus_loss=focus.item(), lr=sched.get_last_lr()[0])
             if track is not None:
                 row["track_loss"] = track.item()
+            if option is not None:
+                row["option_loss"] = option.item()
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
             log_file.write(json.dumps(row) + "\n")

@@ -133,6 +133,7 @@ def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
     (["--vision-steps", "-1"], "--vision-steps"),
     (["--vision-lr-scale", "-0.5"], "--vision-lr-scale"),
     (["--track-weight", "-1"], "--track-weight"),
+    (["--option-weight", "-1"], "--option-weight"),
     (["--keep-choices", "1,1.5"], "--keep-choices"),
     (["--keep-choices", "1,half"], "--keep-choices"),
     (["--init-from", "no-such-checkpoint"], "--init-from"),

@@ -131,3 +131,22 @@ def test_track_loss_rewards_looking_back_at_the_same_object():
     elsewhere = torch.zeros(1, 4, 4)
     elsewhere[0, 2, 1] = 1.0  # looks at background in frame 0
     assert float(track_loss(elsewhere, b, per_frame=2)) > 10
+
+
+def test_option_targets_point_at_the_correct_options_word():
+    from stopcli.train import Batcher, TrainConfig, load_model, option_loss
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6), seed=3)
+    b = batcher.batch(8)
+    tok = processor.tokenizer
+    assert b["options"].shape[0] > 0
+    for row, at, word in b["options"].tolist():
+        letter = tok.convert_ids_to_tokens([int(b["labels"][row, at + 1])])[0]  # the answer the position predicts
+        assert tok.convert_ids_to_tokens(b["ids"][row, word - 3:word].tolist()) == ["(", letter, ")"]
+    attn = torch.zeros(b["ids"].shape[0], b["ids"].shape[1], b["ids"].shape[1])
+    o = b["options"]
+    attn[o[:, 0], o[:, 1], o[:, 2]] = 1.0
+    assert float(option_loss(attn, b)) < 1e-5
+    attn[o[:, 0], o[:, 1], o[:, 2]] = 0.25
+    assert abs(float(option_loss(attn, b)) - 1.3863) < 1e-3  # -log 0.25
