@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .synth import COLORS, MOVES, SHAPES, questions, render, sample_scene
+from .synth import COLORS, LETTERS, MOVES, SHAPES, questions, render, sample_scene
 from .tiny import build_llava_onevision
 
 
@@ -129,7 +129,7 @@ class Batcher:
         """Token ids, labels, (position that predicts the answer, object it is about) per turn, and for multiple
         choice (position that predicts the answer, position of the correct option's word)."""
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
-        ids, labels, focus, options = [], [], [], []
+        ids, labels, focus, options, letters = [], [], [], [], []
         for i, qa in enumerate(qas[:k]):
             head = f"<|im_start|>user\n{'<video>' + chr(10) if i == 0 else ''}{qa.question}<|im_end|>\n" \
                    f"<|im_start|>assistant\n"
@@ -144,9 +144,13 @@ class Batcher:
                 at = self._option_word(prompt, qa.answer)
                 if at is not None:
                     options.append((len(ids) + len(prompt) - 1, len(ids) + at))
+                for letter in LETTERS[:len(qa.options)]:  # every option's word, and its letter two tokens back
+                    at = self._option_word(prompt, letter)
+                    if at is not None:
+                        letters.append((len(ids) + at, len(ids) + at - 2))
             ids += prompt + answer
             labels += [-100] * len(prompt) + answer
-        return ids, labels, focus, options
+        return ids, labels, focus, options, letters
 
     def _option_word(self, prompt: list[int], letter: str) -> int | None:
         """Index in `prompt` of the word that follows "( letter )"."""
@@ -180,6 +184,7 @@ class Batcher:
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
         focus = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[2]]).reshape(-1, 3)
         options = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[3]]).reshape(-1, 3)
+        letters = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[4]]).reshape(-1, 3)
         cover = F.adaptive_avg_pool2d(masks.float().flatten(0, 2)[:, None], self.pooled).reshape(
             masks.shape[0], masks.shape[1], -1) > 0.2  # [B, O, N] cells each object covers
         cells = self.cell_labels(masks, cls, moves)  # [B, N, 4]
@@ -188,7 +193,7 @@ class Batcher:
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
         return dict(pixels=self.pixels(video), masks=masks, ids=ids, labels=labels, mask=mask, cells=cells, qas=qa_lists,
-                    focus=focus, options=options, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
+                    focus=focus, options=options, letters=letters, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
                     cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
 
@@ -222,7 +227,7 @@ class GroundingHeads(nn.Module):
 def _forward(model, b: dict, layer: int | None = None):
     """logits, projected visual features [B, N+1, D], and (with `layer`) that layer's hidden states at the visual
     tokens [B, n, D], its attention from every position to the visual tokens [B, H, L, n], head 1 of the layer
-    below it among the visual tokens [B, n, n], and head 1 of the last layer [B, L, L]."""
+    below it among the visual tokens [B, n, n], and head 1 of the last and of the first layer [B, L, L]."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
@@ -234,18 +239,21 @@ def _forward(model, b: dict, layer: int | None = None):
                 output_attentions=layer is not None,
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     if layer is None:
-        return out.logits, feats, None, None, None, None
+        return out.logits, feats, None, None, None, None, None
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = kept.shape[1]
     return (out.logits, feats, out.hidden_states[layer][:, first:first + n],
             out.attentions[layer][..., first:first + n],
-            out.attentions[layer - 1][:, 1, first:first + n, first:first + n], out.attentions[-1][:, 1])
+            out.attentions[layer - 1][:, 1, first:first + n, first:first + n], out.attentions[-1][:, 1],
+            out.attentions[0][:, 1])
 
 
-def option_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
+def option_loss(attn: torch.Tensor, b: dict, key: str = "options") -> torch.Tensor:
     """Head 1 of the last layer, at the position that predicts a multiple-choice answer, should attend to the word of
-    the correct option (whose preceding letter is the answer): -log of the mass it puts there. attn [B, L, L]."""
-    o = b["options"]
+    the correct option (key "options"); head 1 of the first layer, at every option's word, to its letter two tokens
+    back (key "letters"), so the word carries the letter the answer has to copy. -log of the mass on the target.
+    attn [B, L, L]."""
+    o = b[key]
     if o.numel() == 0:
         return attn.sum() * 0.0
     return -torch.log(attn[o[:, 0], o[:, 1], o[:, 2]].clamp_min(1e-6)).mean()
@@ -377,14 +385,14 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
-        logits, feats, hidden, attn, attn_below, attn_last = _forward(model, b, layer)
+        logits, feats, hidden, attn, attn_below, attn_last, attn_first = _forward(model, b, layer)
         answer, grounding = _losses(logits, feats, hidden, heads, b)
         focus = focus_loss(attn, b)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
         track = track_loss(attn_below, b, batcher.pooled ** 2) if cfg.track_weight else None
         if track is not None:
             loss = loss + cfg.track_weight * track
-        option = option_loss(attn_last, b) if cfg.option_weight else None
+        option = (option_loss(attn_last, b) + option_loss(attn_first, b, "letters")) if cfg.option_weight else None
         if option is not None:
             loss = loss + cfg.option_weight * option
         opt.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from stopcli.cli import app
-from stopcli.synth import COLORS, SHAPES, questions, render, sample_scene
+from stopcli.synth import COLORS, MOVES, SHAPES, questions, render, sample_scene
 from stopcli.video import read_video
 
 
@@ -144,6 +144,11 @@ def test_option_targets_point_at_the_correct_options_word():
     for row, at, word in b["options"].tolist():
         letter = tok.convert_ids_to_tokens([int(b["labels"][row, at + 1])])[0]  # the answer the position predicts
         assert tok.convert_ids_to_tokens(b["ids"][row, word - 3:word].tolist()) == ["(", letter, ")"]
+    assert b["letters"].shape[0] >= b["options"].shape[0]
+    for row, word, letter in b["letters"].tolist():  # every option's word and its own letter
+        assert tok.convert_ids_to_tokens(b["ids"][row, [letter - 1, letter + 1]].tolist()) == ["(", ")"]
+        words = {*COLORS, *SHAPES, *MOVES, "star"}  # star: the filler option of shape questions
+        assert tok.convert_ids_to_tokens([int(b["ids"][row, word])])[0] in words
     attn = torch.zeros(b["ids"].shape[0], b["ids"].shape[1], b["ids"].shape[1])
     o = b["options"]
     attn[o[:, 0], o[:, 1], o[:, 2]] = 1.0
