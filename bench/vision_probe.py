@@ -30,25 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.synth import COLORS, SHAPES  # noqa: E402
 from stopcli.tiny import build_llava_onevision  # noqa: E402
-from stopcli.train import Batcher, TrainConfig, load_model  # noqa: E402
+from stopcli.train import Batcher, TrainConfig, load_model, visual_tokens  # noqa: E402
 
 
 def batcher_for(model, processor, seed: int) -> Batcher:
     v = model.config.vision_config
     cfg = TrainConfig(image_size=v.image_size, patch_size=v.patch_size, frames=8)
     return Batcher(processor, model.config, cfg, seed=seed)
-
-
-def visual_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
-    """[B, T, 3, S, S] -> [B, T * P * P, D]: what the language model receives, without the trailing newline."""
-    return model.model.get_video_features(pixels, vision_feature_layer=model.config.vision_feature_layer,
-                                          vision_feature_select_strategy="full").pooler_output[:, :-1]
-
-
-def labelled(batcher: Batcher, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask of cells that surely hold an object [B, N] and their (colour, shape) labels [B, N, 2]."""
-    cells = b["cells"][..., :2]
-    return batcher.peak_cells(b["masks"]) & (cells[..., 0] < len(COLORS)), cells
 
 
 def linear_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 600) -> float:
@@ -74,9 +62,8 @@ def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     xs, ys = [], []
     for i in range(0, videos, 16):
         b = batcher.batch(16, single=True, seed=seed + i)
-        mask, cells = labelled(batcher, b)
-        xs.append(visual_tokens(model, b["pixels"])[mask])
-        ys.append(cells[mask])
+        xs.append(visual_tokens(model, b["pixels"])[b["sure"]])
+        ys.append(b["cells"][b["sure"]][:, :2])
     x, y = torch.cat(xs), torch.cat(ys)
     with torch.enable_grad():
         out = {"cells": len(x)}
@@ -129,10 +116,9 @@ def learnability(model, processor, steps: int, seed: int, lr: float = 1e-3, batc
     fresh.train()
     for step in range(1, steps + 1):
         b = batcher.batch(batch, single=True)
-        mask, cells = labelled(batcher, b)
         for k, (net, params) in nets.items():
             t0 = time.perf_counter()
-            loss = F.cross_entropy(net(b["pixels"])[mask], cells[..., 1][mask])
+            loss = F.cross_entropy(net(b["pixels"])[b["sure"]], b["cells"][b["sure"]][:, 1])
             opts[k].zero_grad()
             loss.backward()
             opts[k].step()
@@ -141,8 +127,7 @@ def learnability(model, processor, steps: int, seed: int, lr: float = 1e-3, batc
             row = {"step": step}
             with torch.no_grad():
                 for k, (net, _) in nets.items():
-                    hits = [(net(h["pixels"]).argmax(-1) == labelled(batcher, h)[1][..., 1])[labelled(batcher, h)[0]]
-                            for h in held]
+                    hits = [net(h["pixels"])[h["sure"]].argmax(-1) == h["cells"][h["sure"]][:, 1] for h in held]
                     row[k] = float(torch.cat(hits).float().mean())
                     row[k + " seconds"] = round(start[k], 1)
             curve.append(row)

@@ -55,7 +55,8 @@ def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size:
     config = LlavaOnevisionConfig(
         vision_config=dict(model_type="siglip_vision_model", hidden_size=vision_width,
                            intermediate_size=2 * vision_width, num_hidden_layers=vision_layers,
-                           num_attention_heads=vision_heads, image_size=image_size, patch_size=patch_size, vision_use_head=False),
+                           num_attention_heads=vision_heads, image_size=image_size, patch_size=patch_size,
+                           vision_use_head=False),
         text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=text_width,
                          intermediate_size=2 * text_width, num_hidden_layers=text_layers, num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=4096, rope_theta=10000.0,

@@ -100,13 +100,17 @@ class Batcher:
         x = (x - self.mean) / self.std
         return x.reshape(b, t, 3, self.cfg.image_size, self.cfg.image_size)
 
-    def cell_labels(self, masks: torch.Tensor, cls: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    def coverage(self, masks: torch.Tensor) -> torch.Tensor:
+        """masks [B, O, T, H, W] -> [B, O, T, P * P]: the share of each pooled cell that each object covers."""
+        b, o, t, h, w = masks.shape
+        return F.adaptive_avg_pool2d(masks.float().reshape(b * o * t, 1, h, w), self.pooled).reshape(b, o, t, -1)
+
+    def cell_labels(self, masks: torch.Tensor, cover: torch.Tensor, cls: torch.Tensor,
+                    moves: torch.Tensor) -> torch.Tensor:
         """Per pooled token [B, T * P * P, 4] long: colour, shape and motion of the object covering most of its cell
         (none = 4, 3, 5), and how many distinct objects have been visible up to its frame (0-3).
-        masks [B, O, T, H, W], cls [B, O, 2], moves [B, O] (MOVES index)."""
-        b, o, t, h, w = masks.shape
-        cover = F.adaptive_avg_pool2d(masks.float().reshape(b * o * t, 1, h, w), self.pooled)
-        cover = cover.reshape(b, o, t, -1)  # [B, O, T, P*P]
+        masks [B, O, T, H, W], cover [B, O, T, P * P] (coverage), cls [B, O, 2], moves [B, O] (MOVES index)."""
+        b, _, t = cover.shape[:3]
         best, which = cover.max(1)  # [B, T, P*P]
         attrs = torch.cat([cls, moves[..., None]], dim=-1)  # [B, O, 3]
         lab = torch.gather(attrs, 1, which.flatten(1)[..., None].expand(-1, -1, 3)).reshape(b, t, -1, 3)
@@ -117,11 +121,10 @@ class Batcher:
         count = seen[:, :, None].expand(b, t, lab.shape[2])
         return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
 
-    def peak_cells(self, masks: torch.Tensor) -> torch.Tensor:
+    def peak_cells(self, cover: torch.Tensor) -> torch.Tensor:
         """[B, T * P * P] bool: pooled cells that hold an object for sure, i.e. where an object's coverage peaks in its
-        frame or is at least half the cell (a small object straddling cells labels only its best cell)."""
-        b, o, t, h, w = masks.shape
-        cover = F.adaptive_avg_pool2d(masks.float().reshape(b * o * t, 1, h, w), self.pooled).reshape(b, o, t, -1)
+        frame or is at least half the cell (a small object straddling cells labels only its best cell).
+        cover [B, O, T, P * P] (coverage)."""
         top = cover.amax(-1, keepdim=True)
         return (((cover == top) & (top > 0.05)) | (cover >= 0.5)).any(1).flatten(1)
 
@@ -182,18 +185,20 @@ class Batcher:
         ids = torch.tensor([r[0] + [pad] * (length - len(r[0])) for r in rows])
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
-        focus = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[2]]).reshape(-1, 3)
-        options = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[3]]).reshape(-1, 3)
-        letters = torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[4]]).reshape(-1, 3)
-        cover = F.adaptive_avg_pool2d(masks.float().flatten(0, 2)[:, None], self.pooled).reshape(
-            masks.shape[0], masks.shape[1], -1) > 0.2  # [B, O, N] cells each object covers
-        cells = self.cell_labels(masks, cls, moves)  # [B, N, 4]
+        # [K, 3] (row, query position, target object or position) for the focus, option and letter supervision
+        focus, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]])
+                                   .reshape(-1, 3) for i in (2, 3, 4))
+        coverage = self.coverage(masks)  # [B, O, T, P*P]
+        cover = coverage.flatten(2) > 0.2  # [B, O, N] cells each object covers
+        cells = self.cell_labels(masks, coverage, cls, moves)  # [B, N, 4]
+        sure = self.peak_cells(coverage) & (cells[..., 0] < len(COLORS))  # [B, N] cells surely holding an object
         # Pruning as a good pruner would do it: the objects' tokens first, then random background, in order.
         g = torch.Generator().manual_seed(rng.randrange(1 << 30))
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
-        return dict(pixels=self.pixels(video), masks=masks, ids=ids, labels=labels, mask=mask, cells=cells, qas=qa_lists,
-                    focus=focus, options=options, letters=letters, kept=kept, cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
+        return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask, cells=cells, sure=sure, qas=qa_lists,
+                    focus=focus, options=options, letters=letters, kept=kept,
+                    cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
                     cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
 
@@ -222,6 +227,20 @@ class GroundingHeads(nn.Module):
         if kind in self.none:
             classes = torch.cat([classes, self.none[kind]])
         return self.scale * x @ classes.T
+
+
+def visual_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3, S, S] -> [B, T * P * P, D]: the projected, pooled visual tokens, without the trailing newline."""
+    return model.model.get_video_features(pixels, vision_feature_layer=model.config.vision_feature_layer,
+                                          vision_feature_select_strategy="full").pooler_output[:, :-1]
+
+
+def _write_row(row: dict, log: Callable[[str], None], log_file) -> None:
+    """One training-log row: a JSON line in training_log.jsonl and a readable line for `log`."""
+    log_file.write(json.dumps(row) + "\n")
+    log_file.flush()
+    log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                 if k != "accuracy") + (f" acc={row['accuracy']}" if "accuracy" in row else ""))
 
 
 def _forward(model, b: dict, layer: int | None = None):
@@ -330,10 +349,8 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
     start = time.perf_counter()
     for step in range(1, cfg.vision_steps + 1):
         b = batcher.batch(cfg.vision_batch, single=True)
-        feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
-                                               vision_feature_select_strategy="full").pooler_output[:, :-1]
-        sure = batcher.peak_cells(b["masks"]) & (b["cells"][..., 0] < len(COLORS))  # [B, N]
-        logits = head(feats[sure])  # [K, colours + shapes]
+        sure = b["sure"]  # [B, N]
+        logits = head(visual_tokens(model, b["pixels"])[sure])  # [K, colours + shapes]
         colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
         loss = F.cross_entropy(logits[:, :len(COLORS)], colour) + F.cross_entropy(logits[:, len(COLORS):], shape)
         opt.zero_grad(set_to_none=True)
@@ -341,11 +358,8 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
         opt.step()
         if step % cfg.log_every == 0 or step in (1, cfg.vision_steps):
             acc = (logits[:, len(COLORS):].argmax(-1) == shape).float().mean().item()
-            row = dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
-                       vision_loss=loss.item(), shape_accuracy=acc)
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            _write_row(dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
+                            vision_loss=loss.item(), shape_accuracy=acc), log, log_file)
 
 
 def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -409,10 +423,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
                 row["option_loss"] = option.item()
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                         if k != "accuracy") + (f" acc={row['accuracy']}" if "accuracy" in row else ""))
+            _write_row(row, log, log_file)
     log_file.close()
     model.eval()
     model.model.language_model.set_attn_implementation("sdpa")

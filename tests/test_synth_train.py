@@ -97,7 +97,7 @@ def test_peak_cells_mark_where_objects_surely_are():
     masks[0, 0, 0, 20:30, 36:46] = True  # small, inside cell (1, 2)
     masks[0, 1, 0, 64:96, 0:32] = True  # covers cells (4, 0), (4, 1), (5, 0), (5, 1) fully
     masks[0, 2, 0, 40:50, 60:70] = True  # straddles (2, 3), (2, 4), (3, 3), (3, 4); most of it in (2, 4)
-    marked = batcher.peak_cells(masks)[0].nonzero().flatten().tolist()
+    marked = batcher.peak_cells(batcher.coverage(masks))[0].nonzero().flatten().tolist()
     assert marked == sorted([1 * 6 + 2, 2 * 6 + 4, 4 * 6 + 0, 4 * 6 + 1, 5 * 6 + 0, 5 * 6 + 1])
 
 
