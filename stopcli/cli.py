@@ -411,6 +411,14 @@ def train(
     option_weight: float = typer.Option(0.0, "--option-weight",
                                         help="Weight of the attention supervision from a multiple-choice answer to the "
                                              "correct option."),
+    position_weight: float = typer.Option(1.0, "--position-weight",
+                                          help="Weight of the loss that makes every visual token tell its row and "
+                                               "column (motion needs places)."),
+    readout_weight: float = typer.Option(0.0, "--readout-weight",
+                                         help="Weight of the loss that reads, below the last layer, the answer's word "
+                                              "at the answer and each option word's letter."),
+    mc_share: float = typer.Option(0.3, "--mc-share",
+                                   help="How often colour/shape/direction questions take their multiple-choice form."),
 ) -> None:
     """Train the embedded tiny model on the synthetic world (CPU; see stopcli/train.py)."""
     from .train import TrainConfig
@@ -418,8 +426,13 @@ def train(
 
     if steps < 1 or batch < 1 or vision_steps < 0:
         raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
-    if vision_lr_scale < 0 or track_weight < 0 or option_weight < 0:
-        raise UsageError("--vision-lr-scale, --track-weight and --option-weight must not be negative")
+    weights = dict(vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
+                   position_weight=position_weight, readout_weight=readout_weight)
+    negative = [f"--{k.replace('_', '-')}" for k, v in weights.items() if v < 0]
+    if negative:
+        raise UsageError(f"{', '.join(negative)} must not be negative")
+    if not 0 <= mc_share <= 1:
+        raise UsageError("--mc-share must be a fraction in [0, 1]")
     keeps = tuple(_float(k, "--keep-choices") for k in _split(keep_choices, "--keep-choices"))
     if not all(0 < k <= 1 for k in keeps):
         raise UsageError("--keep-choices must be fractions in (0, 1]")
@@ -428,8 +441,7 @@ def train(
     _quiet_transformers()
     cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, lr=lr, warmup=warmup,
                       keep_choices=keeps, init_from=str(init_from) if init_from else None,
-                      vision_steps=vision_steps, vision_lr_scale=vision_lr_scale, track_weight=track_weight,
-                      option_weight=option_weight)
+                      vision_steps=vision_steps, mc_share=mc_share, **weights)
     path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
     out.print(f"saved {path}")
 

@@ -172,8 +172,9 @@ def _mc(rng: random.Random, q: str, answer: str, pool: list[str], kind: str, tar
               tuple(opts), target)
 
 
-def questions(scene: Scene, rng: random.Random) -> list[QA]:
-    """Every template that applies to the scene, one instance each (random choices inside a template)."""
+def questions(scene: Scene, rng: random.Random, mc: float = 0.3) -> list[QA]:
+    """Every template that applies to the scene, one instance each (random choices inside a template); templates 2-4
+    take their multiple-choice form with probability `mc`."""
     objs = scene.objects
     out = []
     i = rng.randrange(len(objs))
@@ -192,16 +193,16 @@ def questions(scene: Scene, rng: random.Random) -> list[QA]:
     if unique_shape:
         j = rng.choice(unique_shape)
         q = f"what color is the {objs[j].shape}?"
-        out.append(_mc(rng, q, objs[j].color, list(COLORS), "color", j) if rng.random() < 0.3
+        out.append(_mc(rng, q, objs[j].color, list(COLORS), "color", j) if rng.random() < mc
                    else QA(q, objs[j].color, "color", target=j))
     if unique_color:
         j = rng.choice(unique_color)
         q = f"what shape is the {objs[j].color} object?"
-        out.append(_mc(rng, q, objs[j].shape, list(SHAPES) + ["star"], "shape", j) if rng.random() < 0.3
+        out.append(_mc(rng, q, objs[j].shape, list(SHAPES) + ["star"], "shape", j) if rng.random() < mc
                    else QA(q, objs[j].shape, "shape", target=j))
     j = rng.randrange(len(objs))
     q = f"which direction does the {objs[j].color} {objs[j].shape} move?"
-    out.append(_mc(rng, q, objs[j].move, list(MOVES), "direction", j) if rng.random() < 0.3
+    out.append(_mc(rng, q, objs[j].move, list(MOVES), "direction", j) if rng.random() < mc
                else QA(q, objs[j].move, "direction", target=j))
     out.append(QA("how many objects are there?", NUMBERS[len(objs)], "count", target=-1))
     j = rng.randrange(len(objs))

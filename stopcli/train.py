@@ -62,6 +62,9 @@ class TrainConfig:
     vision_lr_scale: float = 1.0  # the vision tower's learning rate relative to lr in the main stage
     track_weight: float = 0.0  # attention supervision: object tokens look back at the same object (motion)
     option_weight: float = 0.0  # attention supervision: a multiple-choice answer looks at the correct option's word
+    position_weight: float = 1.0  # every visual token tells its row and column in the frame (motion needs it)
+    readout_weight: float = 0.0  # below the last layer: the answer's content word, and each option word's letter
+    mc_share: float = 0.3  # how often templates 2-4 take their multiple-choice form in training questions
 
 
 def load_model(path: Path):
@@ -108,7 +111,8 @@ class Batcher:
     def cell_labels(self, masks: torch.Tensor, cover: torch.Tensor, cls: torch.Tensor,
                     moves: torch.Tensor) -> torch.Tensor:
         """Per pooled token [B, T * P * P, 4] long: colour, shape and motion of the object covering most of its cell
-        (none = 4, 3, 5), and how many distinct objects have been visible up to its frame (0-3).
+        (none = 4, 3, 5; motion -100 where the object shows for the first time: nothing earlier to compare with),
+        and how many distinct objects have been visible up to its frame (0-3).
         masks [B, O, T, H, W], cover [B, O, T, P * P] (coverage), cls [B, O, 2], moves [B, O] (MOVES index)."""
         b, _, t = cover.shape[:3]
         best, which = cover.max(1)  # [B, T, P*P]
@@ -117,7 +121,12 @@ class Batcher:
         none = best < 0.2
         for i, n_cls in enumerate((len(COLORS), len(SHAPES), len(MOVES))):
             lab[..., i] = torch.where(none, torch.full_like(lab[..., i], n_cls), lab[..., i])
-        seen = masks.flatten(3).any(-1).long().cummax(2).values.sum(1)  # [B, T] objects visible so far
+        visible = masks.flatten(3).any(-1)  # [B, O, T]
+        # Causal attention cannot tell the motion of an object from its first sighting: no label there (-100).
+        seen_before = (visible.long().cumsum(2) - visible.long()) > 0  # [B, O, T] visible in an earlier frame
+        before = torch.gather(seen_before.transpose(1, 2), 2, which)  # [B, T, P*P] for the cell's object
+        lab[..., 2] = torch.where(~none & ~before, torch.full_like(lab[..., 2], -100), lab[..., 2])
+        seen = visible.long().cummax(2).values.sum(1)  # [B, T] objects visible so far
         count = seen[:, :, None].expand(b, t, lab.shape[2])
         return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
 
@@ -129,10 +138,11 @@ class Batcher:
         return (((cover == top) & (top > 0.05)) | (cover >= 0.5)).any(1).flatten(1)
 
     def turns(self, qas, single: bool, n_video: int):
-        """Token ids, labels, (position that predicts the answer, object it is about) per turn, and for multiple
-        choice (position that predicts the answer, position of the correct option's word)."""
+        """Token ids, labels, and per turn: (position that predicts the answer, object it is about), (that position,
+        id of the answer's content word: the correct option's word for multiple choice), and for multiple choice
+        (that position, position of the correct option's word) and (each option word's position, its letter's)."""
         k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
-        ids, labels, focus, options, letters = [], [], [], [], []
+        ids, labels, focus, content, options, letters = [], [], [], [], [], []
         for i, qa in enumerate(qas[:k]):
             head = f"<|im_start|>user\n{'<video>' + chr(10) if i == 0 else ''}{qa.question}<|im_end|>\n" \
                    f"<|im_start|>assistant\n"
@@ -143,6 +153,8 @@ class Batcher:
             answer = self.ids(f"{qa.answer}<|im_end|>\n")
             if qa.target is not None:
                 focus.append((len(ids) + len(prompt) - 1, qa.target))
+            word = qa.answer if qa.options is None else qa.options[LETTERS.index(qa.answer)]
+            content.append((len(ids) + len(prompt) - 1, self.ids(word)[0]))
             if qa.options is not None:  # the correct option's word, right after "( letter )"
                 at = self._option_word(prompt, qa.answer)
                 if at is not None:
@@ -153,7 +165,7 @@ class Batcher:
                         letters.append((len(ids) + at, len(ids) + at - 2))
             ids += prompt + answer
             labels += [-100] * len(prompt) + answer
-        return ids, labels, focus, options, letters
+        return ids, labels, focus, content, options, letters
 
     def _option_word(self, prompt: list[int], letter: str) -> int | None:
         """Index in `prompt` of the word that follows "( letter )"."""
@@ -176,7 +188,7 @@ class Batcher:
         n_keep = max(1, round(keep * n_all))
         rows, qa_lists = [], []
         for sc in scenes:
-            qas = questions(sc, rng)
+            qas = questions(sc, rng, mc=self.cfg.mc_share)
             rng.shuffle(qas)
             qa_lists.append(qas)
             rows.append(self.turns(qas, single, n_keep + 1))
@@ -186,8 +198,8 @@ class Batcher:
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
         # [K, 3] (row, query position, target object or position) for the focus, option and letter supervision
-        focus, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]])
-                                   .reshape(-1, 3) for i in (2, 3, 4))
+        focus, content, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]])
+                                            .reshape(-1, 3) for i in (2, 3, 4, 5))
         coverage = self.coverage(masks)  # [B, O, T, P*P]
         cover = coverage.flatten(2) > 0.2  # [B, O, N] cells each object covers
         cells = self.cell_labels(masks, coverage, cls, moves)  # [B, N, 4]
@@ -197,7 +209,7 @@ class Batcher:
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
         return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask, cells=cells, sure=sure, qas=qa_lists,
-                    focus=focus, options=options, letters=letters, kept=kept,
+                    focus=focus, content=content, options=options, letters=letters, kept=kept,
                     cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
                     cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
@@ -210,7 +222,8 @@ class GroundingHeads(nn.Module):
       a visual token of a red circle is pulled towards the words "red" and "circle", so the question's words and the
       matching visual tokens share one space, which is what attention has to match;
     * on a middle layer of the language model, the motion of the object in each cell and how many objects have been
-      seen so far (causal attention over earlier frames can compute both).
+      seen so far (causal attention over earlier frames can compute both);
+    * on the projector output, each token's row and column (PositionHead: there are no words for places).
     An answer then only has to be looked up at the object's tokens and copied out."""
 
     def __init__(self, model, tokenizer, dim: int) -> None:
@@ -229,6 +242,24 @@ class GroundingHeads(nn.Module):
         return self.scale * x @ classes.T
 
 
+class PositionHead(nn.Module):
+    """Training-only: every visual token [B, T * P * P, D] (frame by frame, row-major cells) tells its row and column.
+    A token's place in the frame is otherwise invisible to the language model (RoPE counts sequence positions, not
+    rows and columns), and a motion is a change of place."""
+
+    def __init__(self, dim: int, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.linear = nn.Linear(dim, 2 * grid)
+
+    def loss(self, visual: torch.Tensor) -> torch.Tensor:
+        p = self.grid
+        cell = (torch.arange(visual.shape[1]) % (p * p)).expand(visual.shape[0], -1)  # [B, N]
+        logits = self.linear(visual)  # [B, N, 2P]: row logits, then column logits
+        return (F.cross_entropy(logits[..., :p].flatten(0, 1), (cell // p).flatten())
+                + F.cross_entropy(logits[..., p:].flatten(0, 1), (cell % p).flatten()))
+
+
 def visual_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
     """[B, T, 3, S, S] -> [B, T * P * P, D]: the projected, pooled visual tokens, without the trailing newline."""
     return model.model.get_video_features(pixels, vision_feature_layer=model.config.vision_feature_layer,
@@ -243,10 +274,24 @@ def _write_row(row: dict, log: Callable[[str], None], log_file) -> None:
                  if k != "accuracy") + (f" acc={row['accuracy']}" if "accuracy" in row else ""))
 
 
-def _forward(model, b: dict, layer: int | None = None):
-    """logits, projected visual features [B, N+1, D], and (with `layer`) that layer's hidden states at the visual
-    tokens [B, n, D], its attention from every position to the visual tokens [B, H, L, n], head 1 of the layer
-    below it among the visual tokens [B, n, n], and head 1 of the last and of the first layer [B, L, L]."""
+@dataclass
+class Taps:
+    """What one training forward pass exposes. logits [B, L, V]; feats: projected visual features [B, N+1, D]; with a
+    tapped layer m (the middle one): hidden [B, n, D] its input at the n visual tokens fed, attn [B, H, L, n] its
+    attention from every position to them, below [B, n, n] head 1 of layer m - 1 among them, last and first
+    [B, L, L] head 1 of the last and the first layer, states: every layer's input (HF hidden_states)."""
+    logits: torch.Tensor
+    feats: torch.Tensor
+    hidden: torch.Tensor | None = None
+    attn: torch.Tensor | None = None
+    below: torch.Tensor | None = None
+    last: torch.Tensor | None = None
+    first: torch.Tensor | None = None
+    states: tuple[torch.Tensor, ...] | None = None
+
+
+def _forward(model, b: dict, layer: int | None = None) -> Taps:
+    """The model on a batch, feeding the language model only the batch's kept visual tokens; `layer` taps it."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
@@ -258,13 +303,28 @@ def _forward(model, b: dict, layer: int | None = None):
                 output_attentions=layer is not None,
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     if layer is None:
-        return out.logits, feats, None, None, None, None, None
+        return Taps(out.logits, feats)
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = kept.shape[1]
-    return (out.logits, feats, out.hidden_states[layer][:, first:first + n],
-            out.attentions[layer][..., first:first + n],
-            out.attentions[layer - 1][:, 1, first:first + n, first:first + n], out.attentions[-1][:, 1],
-            out.attentions[0][:, 1])
+    return Taps(out.logits, feats, hidden=out.hidden_states[layer][:, first:first + n],
+                attn=out.attentions[layer][..., first:first + n],
+                below=out.attentions[layer - 1][:, 1, first:first + n, first:first + n],
+                last=out.attentions[-1][:, 1], first=out.attentions[0][:, 1], states=out.hidden_states)
+
+
+def readout_loss(model, states: tuple[torch.Tensor, ...], b: dict) -> torch.Tensor:
+    """Read through the model's own output layer (final norm + tied word embeddings) at the input of its last layer:
+    the position that predicts an answer should already hold the answer's content word (for multiple choice, the
+    correct option's word), and every option's word its letter. The last layer then only has to find the option
+    whose word matches and copy its letter (option_loss supervises that attention)."""
+    lm = model.model.language_model
+    h = states[-2]  # [B, L, D] input to the last layer
+    parts = []
+    for key, target in (("content", lambda t: t[:, 2]), ("letters", lambda t: b["ids"][t[:, 0], t[:, 2]])):
+        t = b[key]
+        if t.numel():
+            parts.append(F.cross_entropy(model.lm_head(lm.norm(h[t[:, 0], t[:, 1]])), target(t)))
+    return sum(parts) if parts else h.sum() * 0.0
 
 
 def option_loss(attn: torch.Tensor, b: dict, key: str = "options") -> torch.Tensor:
@@ -307,9 +367,9 @@ def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
     return -torch.log(mass.clamp_min(1e-6)).mean()
 
 
-def _losses(logits, feats, hidden, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _losses(taps: Taps, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, visual, hidden = taps.logits, taps.feats[:, :-1], taps.hidden
     answer = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=-100)
-    visual = feats[:, :-1]
     grounding = sum(F.cross_entropy(heads.logits(kind, x).flatten(0, 1), cells[..., i].flatten())
                     for i, (kind, x, cells) in enumerate((("color", visual, b["cells"]), ("shape", visual, b["cells"]),
                                                           ("motion", hidden, b["cells_kept"]),
@@ -324,7 +384,7 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
     hits: dict[str, list[int]] = {}
     for i in range(0, n, 16):
         b = batcher.batch(min(16, n - i), single=True, seed=seed + i)
-        logits = _forward(model, b)[0]
+        logits = _forward(model, b).logits
         for row in range(b["ids"].shape[0]):
             pos = int((b["labels"][row] != -100).nonzero()[0])
             pred = int(logits[row, pos - 1].argmax())
@@ -338,21 +398,26 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
 
 def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[str], None], log_file) -> None:
     """Stage 0: the vision tower and projector learn, alone, the colour and the shape of the object in every pooled
-    cell that surely holds one (Batcher.peak_cells), with a training-only linear head. A from-scratch SigLIP learns
+    cell that surely holds one (Batcher.peak_cells), with a training-only linear head, and (position_weight > 0)
+    every cell's row and column. A from-scratch SigLIP learns
     colour at once but sits at chance on shape for ~700 steps before it starts to learn (bench/vision_probe.py), and
     with the language model attached that plateau is paid at the full step price; here a step costs the vision
     side only. Plain Adam at a constant rate: the plateau is left faster without decay or clipping."""
     dim = model.config.text_config.hidden_size
     head = nn.Linear(dim, len(COLORS) + len(SHAPES))
+    place = PositionHead(dim, batcher.pooled)
     params = list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters())
-    opt = torch.optim.Adam(params + list(head.parameters()), lr=cfg.vision_lr)
+    opt = torch.optim.Adam(params + list(head.parameters()) + list(place.parameters()), lr=cfg.vision_lr)
     start = time.perf_counter()
     for step in range(1, cfg.vision_steps + 1):
         b = batcher.batch(cfg.vision_batch, single=True)
         sure = b["sure"]  # [B, N]
-        logits = head(visual_tokens(model, b["pixels"])[sure])  # [K, colours + shapes]
+        visual = visual_tokens(model, b["pixels"])  # [B, N, D]
+        logits = head(visual[sure])  # [K, colours + shapes]
         colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
         loss = F.cross_entropy(logits[:, :len(COLORS)], colour) + F.cross_entropy(logits[:, len(COLORS):], shape)
+        if cfg.position_weight:
+            loss = loss + cfg.position_weight * place.loss(visual)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -384,8 +449,10 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     model.model.language_model.set_attn_implementation("eager")
     batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
     heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
+    place = PositionHead(model.config.text_config.hidden_size, batcher.pooled)
     vision = {id(p) for p in model.model.vision_tower.parameters()}
-    params = list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
+    params = (list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
+              + list(place.parameters()))
     layer = max(1, cfg.text_layers // 2)
     groups = [dict(params=[p for p in params if id(p) not in vision]),
               dict(params=[p for p in params if id(p) in vision], lr=cfg.lr * cfg.vision_lr_scale)]
@@ -399,16 +466,22 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
-        logits, feats, hidden, attn, attn_below, attn_last, attn_first = _forward(model, b, layer)
-        answer, grounding = _losses(logits, feats, hidden, heads, b)
-        focus = focus_loss(attn, b)
+        taps = _forward(model, b, layer)
+        answer, grounding = _losses(taps, heads, b)
+        focus = focus_loss(taps.attn, b)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
-        track = track_loss(attn_below, b, batcher.pooled ** 2) if cfg.track_weight else None
-        if track is not None:
-            loss = loss + cfg.track_weight * track
-        option = (option_loss(attn_last, b) + option_loss(attn_first, b, "letters")) if cfg.option_weight else None
-        if option is not None:
-            loss = loss + cfg.option_weight * option
+        extra = {}  # the optional losses, by name, for the log
+        if cfg.position_weight:
+            extra["position_loss"] = (cfg.position_weight, place.loss(taps.feats[:, :-1]))
+        if cfg.track_weight:
+            extra["track_loss"] = (cfg.track_weight, track_loss(taps.below, b, batcher.pooled ** 2))
+        if cfg.option_weight:
+            extra["option_loss"] = (cfg.option_weight,
+                                    option_loss(taps.last, b) + option_loss(taps.first, b, "letters"))
+        if cfg.readout_weight:
+            extra["readout_loss"] = (cfg.readout_weight, readout_loss(model, taps.states, b))
+        for weight, value in extra.values():
+            loss = loss + weight * value
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -417,10 +490,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         if step % cfg.log_every == 0 or step in (1, cfg.steps):
             row = dict(step=step, minutes=round((time.perf_counter() - start) / 60, 2), answer_loss=answer.item(),
                        grounding_loss=grounding.item(), focus_loss=focus.item(), lr=sched.get_last_lr()[0])
-            if track is not None:
-                row["track_loss"] = track.item()
-            if option is not None:
-                row["option_loss"] = option.item()
+            row.update({name: value.item() for name, (_, value) in extra.items()})
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
             _write_row(row, log, log_file)

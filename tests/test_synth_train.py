@@ -155,3 +155,92 @@ def test_option_targets_point_at_the_correct_options_word():
     assert float(option_loss(attn, b)) < 1e-5
     attn[o[:, 0], o[:, 1], o[:, 2]] = 0.25
     assert abs(float(option_loss(attn, b)) - 1.3863) < 1e-3  # -log 0.25
+
+
+def test_multiple_choice_share_sets_the_form_of_templates_two_to_four():
+    rng = random.Random(4)
+    scenes = [sample_scene(rng) for _ in range(60)]
+    for share, mc in ((1.0, True), (0.0, False)):
+        for sc in scenes:
+            for qa in questions(sc, rng, mc=share):
+                if qa.type.split("_")[0] in ("color", "shape", "direction"):
+                    assert (qa.options is not None) == mc and qa.type.endswith("_mc") == mc
+
+
+def test_motion_is_labelled_only_where_the_object_was_seen_before():
+    from stopcli.train import Batcher, TrainConfig, load_model
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    batcher = Batcher(processor, model.config, TrainConfig(frames=3), seed=0)  # 6x6 cells of 16 px
+    masks = torch.zeros(1, 3, 3, 96, 96, dtype=torch.bool)
+    masks[0, 0, :, 0:16, 0:16] = True  # object 0 in cell 0 of frames 0-2
+    masks[0, 1, 1:, 80:96, 80:96] = True  # object 1 in the last cell, from frame 1 on
+    cls = torch.tensor([[[0, 0], [1, 1], [-1, -1]]])
+    moves = torch.tensor([[1, 3, 0]])  # right, down
+    cells = batcher.cell_labels(masks, batcher.coverage(masks), cls, moves)  # [1, 3 * 36, 4]
+    motion = cells[0, :, 2].reshape(3, 36)
+    assert motion[:, 0].tolist() == [-100, 1, 1]  # first sighting: nothing earlier to compare with
+    assert motion[:, 35].tolist() == [5, -100, 3]  # frame 0: background ("none"); frame 1: first sighting
+    assert set(motion[:, 1:35].flatten().tolist()) == {5}
+
+
+def test_position_head_loss_reads_rows_and_columns():
+    from stopcli.train import PositionHead
+
+    head = PositionHead(dim=12, grid=6)
+    torch.nn.init.zeros_(head.linear.weight)
+    torch.nn.init.zeros_(head.linear.bias)
+    visual = torch.zeros(2, 72, 12)  # 2 frames of 6x6 cells
+    assert abs(float(head.loss(visual)) - 2 * np.log(6)) < 1e-5  # knows nothing: chance on rows and on columns
+    cell = torch.arange(72) % 36
+    visual[:, :, :6] = 20 * torch.nn.functional.one_hot(cell // 6, 6)  # tokens that carry their place
+    visual[:, :, 6:] = 20 * torch.nn.functional.one_hot(cell % 6, 6)
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(12))
+    assert float(head.loss(visual)) < 1e-6
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(12)[[1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]])  # rows 0 and 1 swapped
+    assert float(head.loss(visual)) > 5
+
+
+def test_readout_targets_are_the_answers_word_and_each_options_letter():
+    from stopcli.train import Batcher, TrainConfig, load_model, readout_loss
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6, mc_share=0.5), seed=5)
+    b = batcher.batch(8)
+    tok = processor.tokenizer
+    n_turns = int(((b["labels"][:, 1:] != -100) & (b["labels"][:, :-1] == -100)).sum())
+    assert b["content"].shape[0] == n_turns  # one content target per question
+    mc = 0
+    for row, at, word in b["content"].tolist():
+        answer = tok.convert_ids_to_tokens([int(b["labels"][row, at + 1])])[0]
+        word = tok.convert_ids_to_tokens([word])[0]
+        if answer in "abcd" and b["ids"][row, :at].tolist().count(tok.convert_tokens_to_ids("(")) >= 4:
+            mc += 1  # multiple choice: the word after "( answer )" in this turn's prompt
+            prompt = b["ids"][row, :at + 1].tolist()
+            k = max(i for i in range(len(prompt) - 2)
+                    if tok.convert_ids_to_tokens(prompt[i:i + 3]) == ["(", answer, ")"])
+            assert tok.convert_ids_to_tokens([prompt[k + 3]])[0] == word
+        else:
+            assert word == answer
+    assert mc > 0
+    # The read-out loss reads the input of the last layer through the output layer: it is low when those places hold
+    # the targets' words and high when they hold other words.
+    from stopcli.train import _forward
+
+    model.model.language_model.set_attn_implementation("eager")
+    with torch.no_grad():
+        taps = _forward(model, b, layer=2)
+        embed = model.get_input_embeddings().weight
+        words = b["content"][:, 2]
+        letters = b["ids"][b["letters"][:, 0], b["letters"][:, 2]]
+
+        def planted(content_ids, letter_ids):
+            h = taps.states[-2].clone()
+            h[b["content"][:, 0], b["content"][:, 1]] = embed[content_ids]
+            h[b["letters"][:, 0], b["letters"][:, 1]] = embed[letter_ids]
+            return float(readout_loss(model, taps.states[:-2] + (h, taps.states[-1]), b))
+
+        right, wrong = planted(words, letters), planted(words.roll(1), letters.roll(1))
+        assert wrong > right + 2, (right, wrong)
