@@ -12,6 +12,7 @@ writes only the results JSONL)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections import defaultdict
@@ -29,6 +30,19 @@ from stopcli.pruners import sink_score  # noqa: E402
 from stopcli.records import load_records  # noqa: E402
 from stopcli.synth import Obj, Scene, generate, render  # noqa: E402
 from stopcli.video import read_video  # noqa: E402
+
+
+def model_tag(model: str) -> str:
+    """Folder name plus a hash of the weights: results resume only for the very same model, never for another model
+    saved under a reused folder name."""
+    path = Path(model)
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if not weights:
+        return path.name
+    digest = hashlib.sha1()
+    for w in weights:
+        digest.update(w.read_bytes())
+    return f"{path.resolve().name}-{digest.hexdigest()[:10]}"
 
 
 def object_cells(scene: dict, grid: tuple[int, int], frames: int) -> torch.Tensor:
@@ -94,7 +108,7 @@ def main() -> None:
     records = load_records(folder)
     backbone = load_backbone(args.model, torch.device("cpu"), torch.float32)
     grid = settings_grid([float(r) for r in args.ratios.split(",")], args.pruners.split(","), "both")
-    results = folder / f"stop-results-{Path(args.model).resolve().name}.jsonl"  # one file per model, resumable
+    results = folder / f"stop-results-{model_tag(args.model)}.jsonl"  # one file per model (weights), resumable
     con = Console(width=160, stderr=True)
     done = [0]
 

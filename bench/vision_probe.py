@@ -3,6 +3,8 @@
 1. Probe: a linear classifier fitted on half of the visual tokens the language model receives (projected and pooled)
    and tested on the other half, for the colour and the shape of the object in each cell that surely holds one.
    A language model cannot answer "what shape is the red object?" from tokens in which shape is not decodable.
+   The same at the input of every language-model layer for the token's row and column in the frame and its object's
+   motion: "which direction does it move?" needs places, and a layer that compares them across frames.
 2. Learnability (--learn-steps K): the same per-cell shape labels learned from scratch, for K steps, by the model's own
    vision architecture (SigLIP tower + projector + pooling, fresh weights) and by a small CNN of four 3x3 stages,
    with the same data, batch, optimiser and learning rate. Tells whether a low probe score is the recipe's fault or
@@ -28,7 +30,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stopcli.synth import COLORS, SHAPES  # noqa: E402
+from stopcli.synth import COLORS, MOVES, SHAPES  # noqa: E402
 from stopcli.tiny import build_llava_onevision  # noqa: E402
 from stopcli.train import Batcher, TrainConfig, load_model, visual_tokens  # noqa: E402
 
@@ -56,20 +58,48 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 60
         return float(((x[n:] @ w + bias).argmax(1) == y[n:]).float().mean())
 
 
+def majority(y: torch.Tensor, classes: int) -> float:
+    """Share of the held-out half taken by its most frequent class: what a probe scores by guessing."""
+    test = y[len(y) // 2:]
+    return float(torch.bincount(test, minlength=classes).max()) / len(test)
+
+
 @torch.no_grad()
 def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
+    """Colour and shape on the visual tokens; row, column and motion at the input of every language-model layer
+    (layer 0 = the visual tokens), on cells that surely hold an object (motion: where the object was seen before)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
     model.eval()
-    xs, ys = [], []
+    xs, ys, places = [], [], []
+    layers: list[list[torch.Tensor]] = []
+    grid = batcher.pooled
     for i in range(0, videos, 16):
         b = batcher.batch(16, single=True, seed=seed + i)
-        xs.append(visual_tokens(model, b["pixels"])[b["sure"]])
-        ys.append(b["cells"][b["sure"]][:, :2])
-    x, y = torch.cat(xs), torch.cat(ys)
+        feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
+                                               vision_feature_select_strategy="full").pooler_output  # [B, N+1, D]
+        states = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=True,
+                       mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)}).hidden_states
+        first, n = int((b["ids"][0] == model.config.video_token_id).nonzero()[0]), feats.shape[1] - 1
+        sure = b["sure"]  # [B, N]
+        xs.append(feats[:, :-1][sure])
+        ys.append(b["cells"][sure][:, :3])
+        places.append((torch.arange(n) % grid ** 2).expand(sure.shape[0], -1)[sure])
+        layers.append([h[:, first:first + n][sure] for h in states[:-1]])  # inputs of every layer
+    x, y, place = torch.cat(xs), torch.cat(ys), torch.cat(places)
     with torch.enable_grad():
         out = {"cells": len(x)}
         for i, (name, classes) in enumerate((("colour", len(COLORS)), ("shape", len(SHAPES)))):
-            majority = float(torch.bincount(y[len(y) // 2:, i], minlength=classes).max()) / (len(y) - len(y) // 2)
-            out[name] = dict(probe_accuracy=linear_probe(x, y[:, i], classes), majority_class=majority)
+            out[name] = dict(probe_accuracy=linear_probe(x, y[:, i], classes), majority_class=majority(y[:, i], classes))
+        moved = y[:, 2] >= 0  # the object was seen in an earlier frame
+        out["layers"] = []
+        for k in range(len(layers[0])):
+            h = torch.cat([per_batch[k] for per_batch in layers])
+            out["layers"].append(dict(layer=k, row=linear_probe(h, place // grid, grid),
+                                      column=linear_probe(h, place % grid, grid),
+                                      motion=linear_probe(h[moved], y[moved, 2], len(MOVES))))
+        out["chance"] = dict(row=majority(place // grid, grid), column=majority(place % grid, grid),
+                             motion=majority(y[moved, 2], len(MOVES)))
     return out
 
 
@@ -159,6 +189,15 @@ def main() -> None:
     for name in ("colour", "shape"):
         r = result["probe"][name]
         table.add_row(name, f"{r['probe_accuracy']:.3f}", f"{r['majority_class']:.3f}")
+    console.print(table)
+    table = Table(title="Linear probe at the input of each language-model layer (0 = the visual tokens): does a "
+                        "token know its place, and (later frames) its object's motion?")
+    for col in ("layer", "row", "column", "motion"):
+        table.add_column(col)
+    for r in result["probe"]["layers"]:
+        table.add_row(str(r["layer"]), *(f"{r[k]:.3f}" for k in ("row", "column", "motion")))
+    chance = result["probe"]["chance"]
+    table.add_row("majority class", *(f"{chance[k]:.3f}" for k in ("row", "column", "motion")))
     console.print(table)
     if args.learn_steps:
         curve = learnability(model, processor, args.learn_steps, args.seed)

@@ -10,7 +10,12 @@ Plain end-to-end training sits at the answer prior for a long time on a CPU budg
   * optionally (stage 2) the video run is pruned at random, objects' tokens first, so pruning does not break it;
   * optionally (stage 0, --vision-steps) the vision tower first learns colour and shape per cell on its own: a
     from-scratch SigLIP sits at chance on shape for ~700 steps, a plateau that is cheap to leave without the LM;
-  * optionally (--track-weight) one head learns to look back at the same object in earlier frames (motion).
+  * every visual token learns its row and column (PositionHead): nothing else tells the language model where in the
+    frame a token is, and motion is a change of place;
+  * optionally (--track-weight) one head learns to look back at the same object in earlier frames (motion);
+  * optionally (--option-weight, --readout-weight) multiple choice is taught as a circuit: the answer position first
+    holds the answer's word, each option's word holds its letter, and one last-layer head looks from the answer at
+    the option whose word matches (--mc-share raises the share of multiple-choice questions).
 All extra heads are training-only. The model is a LLaVA-OneVision (SigLIP + Qwen2) saved with save_pretrained: the
 same class and code path as the real checkpoints."""
 
@@ -64,6 +69,7 @@ class TrainConfig:
     option_weight: float = 0.0  # attention supervision: a multiple-choice answer looks at the correct option's word
     position_weight: float = 1.0  # every visual token tells its row and column in the frame (motion needs it)
     readout_weight: float = 0.0  # below the last layer: the answer's content word, and each option word's letter
+    endpoint_weight: float = 0.0  # attention supervision: an answer looks at its object's first and last sighting
     mc_share: float = 0.3  # how often templates 2-4 take their multiple-choice form in training questions
 
 
@@ -354,6 +360,26 @@ def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
     return -torch.log(mass.clamp_min(1e-6)).mean()
 
 
+def endpoint_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
+    """Heads 2 and 3 of the middle layer, at the position that predicts an answer about one object, should attend to
+    that object's tokens in the first and in the last frame it is seen in: the answer position then holds where the
+    object began and where it ended, and a motion is their difference. attn [B, H, L, n] to the kept visual tokens."""
+    f = b["focus"][b["focus"][:, 2] >= 0]  # [K, 3] (row, answer position, object)
+    obj = b["cover"][f[:, 0], f[:, 2]]  # [K, n] that object's tokens
+    has = obj.any(-1)  # pruning may have dropped them all
+    f, obj = f[has], obj[has]
+    if f.numel() == 0:
+        return attn.sum() * 0.0
+    frame = (b["kept"] // per_frame)[f[:, 0]]  # [K, n]
+    first = torch.where(obj, frame, frame.max() + 1).amin(-1, keepdim=True)  # [K, 1]
+    last = torch.where(obj, frame, -1).amax(-1, keepdim=True)
+    loss = attn.new_zeros(())
+    for head, target in ((2, obj & (frame == first)), (3, obj & (frame == last))):
+        mass = (attn[f[:, 0], head, f[:, 1]] * target).sum(-1)  # [K]
+        loss = loss - torch.log(mass.clamp_min(1e-6)).mean()
+    return loss
+
+
 def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
     """Head 0 of the middle layer, at the position that predicts an answer, should put its attention on the visual
     tokens of the object the question is about (any object for 'how many'): -log of the mass it puts there."""
@@ -475,6 +501,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
             extra["position_loss"] = (cfg.position_weight, place.loss(taps.feats[:, :-1]))
         if cfg.track_weight:
             extra["track_loss"] = (cfg.track_weight, track_loss(taps.below, b, batcher.pooled ** 2))
+        if cfg.endpoint_weight:
+            extra["endpoint_loss"] = (cfg.endpoint_weight, endpoint_loss(taps.attn, b, batcher.pooled ** 2))
         if cfg.option_weight:
             extra["option_loss"] = (cfg.option_weight,
                                     option_loss(taps.last, b) + option_loss(taps.first, b, "letters"))

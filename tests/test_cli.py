@@ -137,6 +137,7 @@ def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
     (["--position-weight", "-1"], "--position-weight"),
     (["--readout-weight", "-0.1"], "--readout-weight"),
     (["--mc-share", "1.5"], "--mc-share"),
+    (["--endpoint-weight", "-2"], "--endpoint-weight"),
     (["--keep-choices", "1,1.5"], "--keep-choices"),
     (["--keep-choices", "1,half"], "--keep-choices"),
     (["--init-from", "no-such-checkpoint"], "--init-from"),

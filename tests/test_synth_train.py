@@ -244,3 +244,24 @@ def test_readout_targets_are_the_answers_word_and_each_options_letter():
 
         right, wrong = planted(words, letters), planted(words.roll(1), letters.roll(1))
         assert wrong > right + 2, (right, wrong)
+
+
+def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
+    from stopcli.train import endpoint_loss
+
+    # 3 frames of 2 cells; object 0 in cell 0 of frames 0-2, object 1 in cell 1 of frames 1-2; query at position 5.
+    kept = torch.tensor([[0, 1, 2, 3, 4, 5]])
+    cover = torch.tensor([[[1, 0, 1, 0, 1, 0], [0, 0, 0, 1, 0, 1], [0, 0, 0, 0, 0, 0]]], dtype=torch.bool)
+    b = {"kept": kept, "cover": cover, "focus": torch.tensor([[0, 5, 1], [0, 5, -1]])}  # about object 1; "how many"
+    attn = torch.zeros(1, 4, 6, 6)
+    attn[0, 2, 5, 3] = 1.0  # head 2: object 1's first sighting (frame 1)
+    attn[0, 3, 5, 5] = 1.0  # head 3: its last (frame 2)
+    assert float(endpoint_loss(attn, b, per_frame=2)) < 1e-5
+    swapped = attn[:, [0, 1, 3, 2]]
+    assert float(endpoint_loss(swapped, b, per_frame=2)) > 20
+    half = torch.zeros(1, 4, 6, 6)
+    half[0, 2, 5, [1, 3]] = 0.5  # half on the background
+    half[0, 3, 5, 5] = 1.0
+    assert abs(float(endpoint_loss(half, b, per_frame=2)) - 0.6931) < 1e-3
+    b["kept"], b["cover"] = kept[:, :2], cover[:, :, :2]  # pruned: object 1 has no token left, nothing to ask
+    assert float(endpoint_loss(attn[..., :2], b, per_frame=2)) == 0.0
