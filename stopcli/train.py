@@ -441,16 +441,20 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
         visual = visual_tokens(model, b["pixels"])  # [B, N, D]
         logits = head(visual[sure])  # [K, colours + shapes]
         colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
-        loss = F.cross_entropy(logits[:, :len(COLORS)], colour) + F.cross_entropy(logits[:, len(COLORS):], shape)
-        if cfg.position_weight:
-            loss = loss + cfg.position_weight * place.loss(visual)
+        attributes = (F.cross_entropy(logits[:, :len(COLORS)], colour)
+                      + F.cross_entropy(logits[:, len(COLORS):], shape))
+        position = place.loss(visual) if cfg.position_weight else None
+        loss = attributes + (cfg.position_weight * position if position is not None else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % cfg.log_every == 0 or step in (1, cfg.vision_steps):
             acc = (logits[:, len(COLORS):].argmax(-1) == shape).float().mean().item()
-            _write_row(dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
-                            vision_loss=loss.item(), shape_accuracy=acc), log, log_file)
+            row = dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
+                       vision_loss=attributes.item(), shape_accuracy=acc)
+            if position is not None:
+                row["position_loss"] = position.item()
+            _write_row(row, log, log_file)
 
 
 def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
