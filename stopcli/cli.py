@@ -417,6 +417,9 @@ def train(
     readout_weight: float = typer.Option(0.0, "--readout-weight",
                                          help="Weight of the loss that reads, below the last layer, the answer's word "
                                               "at the answer and each option word's letter."),
+    coordinate_weight: float = typer.Option(0.0, "--coordinate-weight",
+                                            help="Weight of the loss that makes every visual token tell its place as "
+                                                 "two numbers (column, row in [-1, 1])."),
     endpoint_weight: float = typer.Option(0.0, "--endpoint-weight",
                                           help="Weight of the attention supervision from an answer to its object's "
                                                "first and last sighting (direction)."),
@@ -430,7 +433,8 @@ def train(
     if steps < 1 or batch < 1 or vision_steps < 0:
         raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
     weights = dict(vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
-                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight)
+                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
+                   coordinate_weight=coordinate_weight)
     negative = [f"--{k.replace('_', '-')}" for k, v in weights.items() if v < 0]
     if negative:
         raise UsageError(f"{', '.join(negative)} must not be negative")

@@ -69,6 +69,7 @@ class TrainConfig:
     option_weight: float = 0.0  # attention supervision: a multiple-choice answer looks at the correct option's word
     position_weight: float = 1.0  # every visual token tells its row and column in the frame (motion needs it)
     readout_weight: float = 0.0  # below the last layer: the answer's content word, and each option word's letter
+    coordinate_weight: float = 0.0  # every visual token also tells its place as two numbers (linear in space)
     endpoint_weight: float = 0.0  # attention supervision: an answer looks at its object's first and last sighting
     mc_share: float = 0.3  # how often templates 2-4 take their multiple-choice form in training questions
 
@@ -257,6 +258,15 @@ class PositionHead(nn.Module):
         super().__init__()
         self.grid = grid
         self.linear = nn.Linear(dim, 2 * grid)
+        self.coords = nn.Linear(dim, 2)
+
+    def coordinate_loss(self, visual: torch.Tensor) -> torch.Tensor:
+        """The same place as two numbers, column and row scaled to [-1, 1] (mean squared error): a linear code in
+        which the mean of an object's tokens is its centre, and a motion the difference of two centres."""
+        p = self.grid
+        cell = torch.arange(visual.shape[1]) % (p * p)  # [N]
+        target = torch.stack([cell % p, cell // p], -1).float() / (p - 1) * 2 - 1  # [N, 2]
+        return F.mse_loss(self.coords(visual), target.expand(visual.shape[0], -1, -1))
 
     def loss(self, visual: torch.Tensor) -> torch.Tensor:
         p = self.grid
@@ -445,6 +455,8 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
                       + F.cross_entropy(logits[:, len(COLORS):], shape))
         position = place.loss(visual) if cfg.position_weight else None
         loss = attributes + (cfg.position_weight * position if position is not None else 0.0)
+        if cfg.coordinate_weight:
+            loss = loss + cfg.coordinate_weight * place.coordinate_loss(visual)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -503,6 +515,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         extra = {}  # the optional losses, by name, for the log
         if cfg.position_weight:
             extra["position_loss"] = (cfg.position_weight, place.loss(taps.feats[:, :-1]))
+        if cfg.coordinate_weight:
+            extra["coordinate_loss"] = (cfg.coordinate_weight, place.coordinate_loss(taps.feats[:, :-1]))
         if cfg.track_weight:
             extra["track_loss"] = (cfg.track_weight, track_loss(taps.below, b, batcher.pooled ** 2))
         if cfg.endpoint_weight:

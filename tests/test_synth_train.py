@@ -268,3 +268,19 @@ def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
     assert abs(float(endpoint_loss(half, b, per_frame=2)) - 0.6931) < 1e-3
     b["kept"], b["cover"] = kept[:, :2], cover[:, :, :2]  # pruned: object 1 has no token left, nothing to ask
     assert float(endpoint_loss(attn[..., :2], b, per_frame=2)) == 0.0
+
+
+@torch.no_grad()
+def test_coordinate_loss_is_the_places_squared_error_in_a_linear_code():
+    from stopcli.train import PositionHead
+
+    head = PositionHead(dim=2, grid=3)  # 3x3 cells: columns and rows at -1, 0, 1
+    head.coords.weight.copy_(torch.eye(2))
+    head.coords.bias.zero_()
+    cell = torch.arange(18) % 9  # 2 frames
+    exact = torch.stack([cell % 3, cell // 3], -1).float() - 1  # [N, 2] column, row
+    assert float(head.coordinate_loss(exact[None])) < 1e-9
+    assert abs(float(head.coordinate_loss(torch.zeros(1, 18, 2))) - 6 / 9) < 1e-6  # mean of x^2 over -1, 0, 1
+    mirrored = exact.clone()
+    mirrored[:, 0] *= -1  # left and right swapped
+    assert float(head.coordinate_loss(mirrored[None])) > 1
