@@ -5,6 +5,8 @@
    A language model cannot answer "what shape is the red object?" from tokens in which shape is not decodable.
    The same at the input of every language-model layer for the token's row and column in the frame and its object's
    motion: "which direction does it move?" needs places, and a layer that compares them across frames.
+   And for direction questions: is the direction decodable at the position that predicts the answer (per layer input),
+   and how much do the middle layer's heads 2 / 3 look at the object's first / last sighting (--endpoint-weight).
 2. Learnability (--learn-steps K): the same per-cell shape labels learned from scratch, for K steps, by the model's own
    vision architecture (SigLIP tower + projector + pooling, fresh weights) and by a small CNN of four 3x3 stages,
    with the same data, batch, optimiser and learning rate. Tells whether a low probe score is the recipe's fault or
@@ -103,6 +105,39 @@ def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     return out
 
 
+@torch.no_grad()
+def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
+    """For "which direction does the X move?" (open form): is the answer's direction decodable at the position that
+    predicts the answer, at the input of each language-model layer; and how much attention heads 2 and 3 of the
+    middle layer put on the object's first and last sighting (what --endpoint-weight trains)."""
+    from stopcli.train import _forward
+
+    model.eval()
+    model.model.language_model.set_attn_implementation("eager")
+    batcher.cfg.mc_share = 0.0
+    per_frame = batcher.pooled ** 2
+    states, labels, mass = [], [], []
+    for i in range(0, videos, 16):
+        b = batcher.batch(16, single=True, seed=seed + i)
+        taps = _forward(model, b, layer=max(1, model.config.text_config.num_hidden_layers // 2))
+        for row, qas in enumerate(b["qas"]):
+            obj = b["cover"][row, qas[0].target] if qas[0].type == "direction" else None
+            if obj is None or not bool(obj.any()):
+                continue
+            at = int((b["labels"][row] != -100).nonzero()[0]) - 1
+            frame = b["kept"][row] // per_frame
+            ends = (obj & (frame == frame[obj].min()), obj & (frame == frame[obj].max()))
+            states.append(torch.stack([h[row, at] for h in taps.states[:-1]]))  # [layers, D]
+            labels.append(list(MOVES).index(qas[0].answer))
+            mass.append([float((taps.attn[row, head, at] * end).sum()) for head, end in zip((2, 3), ends)])
+    x, y = torch.stack(states), torch.tensor(labels)
+    with torch.enable_grad():
+        layers = [linear_probe(x[:, k], y, len(MOVES)) for k in range(x.shape[1])]
+    model.model.language_model.set_attn_implementation("sdpa")
+    return dict(questions=len(y), by_layer=layers, majority_class=majority(y, len(MOVES)),
+                endpoint_attention=torch.tensor(mass).mean(0).tolist())
+
+
 class SmallCNN(torch.nn.Module):
     """Four 3x3 conv stages with 2x max-pooling, then adaptive pooling to the visual-token grid."""
 
@@ -199,6 +234,12 @@ def main() -> None:
     chance = result["probe"]["chance"]
     table.add_row("majority class", *(f"{chance[k]:.3f}" for k in ("row", "column", "motion")))
     console.print(table)
+    d = result["direction"] = direction_probe(model, batcher_for(model, processor, args.seed), args.videos * 4,
+                                              args.seed + 1)
+    console.print(f"direction at the answer position ({d['questions']} questions, half held out), by layer input: "
+                  + ", ".join(f"{v:.3f}" for v in d["by_layer"]) + f"; majority class {d['majority_class']:.3f}; "
+                  f"middle-layer heads 2 / 3 on the object's first / last sighting: "
+                  + " / ".join(f"{v:.2f}" for v in d["endpoint_attention"]), highlight=False)
     if args.learn_steps:
         curve = learnability(model, processor, args.learn_steps, args.seed)
         result["learnability"] = curve
