@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.synth import COLORS, MOVES, SHAPES  # noqa: E402
 from stopcli.tiny import build_llava_onevision  # noqa: E402
-from stopcli.train import Batcher, TrainConfig, load_model, visual_tokens  # noqa: E402
+from stopcli.train import Batcher, TrainConfig, _forward, load_model, visual_tokens  # noqa: E402
 
 
 def batcher_for(model, processor, seed: int) -> Batcher:
@@ -70,24 +70,19 @@ def majority(y: torch.Tensor, classes: int) -> float:
 def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     """Colour and shape on the visual tokens; row, column and motion at the input of every language-model layer
     (layer 0 = the visual tokens), on cells that surely hold an object (motion: where the object was seen before)."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
     model.eval()
     xs, ys, places = [], [], []
     layers: list[list[torch.Tensor]] = []
     grid = batcher.pooled
     for i in range(0, videos, 16):
         b = batcher.batch(16, single=True, seed=seed + i)
-        feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
-                                               vision_feature_select_strategy="full").pooler_output  # [B, N+1, D]
-        states = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=True,
-                       mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=feats)}).hidden_states
-        first, n = int((b["ids"][0] == model.config.video_token_id).nonzero()[0]), feats.shape[1] - 1
+        taps = _forward(model, b, layer=1)  # single questions keep every visual token
+        first, n = taps.video_at, taps.feats.shape[1] - 1
         sure = b["sure"]  # [B, N]
-        xs.append(feats[:, :-1][sure])
+        xs.append(taps.feats[:, :-1][sure])
         ys.append(b["cells"][sure][:, :3])
         places.append((torch.arange(n) % grid ** 2).expand(sure.shape[0], -1)[sure])
-        layers.append([h[:, first:first + n][sure] for h in states[:-1]])  # inputs of every layer
+        layers.append([h[:, first:first + n][sure] for h in taps.states[:-1]])  # inputs of every layer
     x, y, place = torch.cat(xs), torch.cat(ys), torch.cat(places)
     with torch.enable_grad():
         out = {"cells": len(x)}
@@ -110,10 +105,7 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     """For "which direction does the X move?" (open form): is the answer's direction decodable at the position that
     predicts the answer, at the input of each language-model layer; and how much attention heads 2 and 3 of the
     middle layer put on the object's first and last sighting (what --endpoint-weight trains)."""
-    from stopcli.train import _forward
-
     model.eval()
-    model.model.language_model.set_attn_implementation("eager")
     batcher.cfg.mc_share = 0.0
     per_frame = batcher.pooled ** 2
     states, labels, mass = [], [], []
@@ -133,7 +125,6 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     x, y = torch.stack(states), torch.tensor(labels)
     with torch.enable_grad():
         layers = [linear_probe(x[:, k], y, len(MOVES)) for k in range(x.shape[1])]
-    model.model.language_model.set_attn_implementation("sdpa")
     return dict(questions=len(y), by_layer=layers, majority_class=majority(y, len(MOVES)),
                 endpoint_attention=torch.tensor(mass).mean(0).tolist())
 
@@ -215,6 +206,7 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     torch.manual_seed(args.seed)
     model, processor = load_model(Path(args.model))
+    model.model.language_model.set_attn_implementation("eager")  # the probes tap attention (train._forward)
     console = Console()
     result = {"model": args.model, "probe": probe(model, batcher_for(model, processor, args.seed), args.videos,
                                                   args.seed)}

@@ -276,6 +276,16 @@ class PositionHead(nn.Module):
                 + F.cross_entropy(logits[..., p:].flatten(0, 1), (cell % p).flatten()))
 
 
+def place_losses(place: PositionHead, visual: torch.Tensor, cfg: TrainConfig) -> dict:
+    """The place losses that are on, by log name: (weight, value) over the visual tokens [B, N, D]."""
+    out = {}
+    if cfg.position_weight:
+        out["position_loss"] = (cfg.position_weight, place.loss(visual))
+    if cfg.coordinate_weight:
+        out["coordinate_loss"] = (cfg.coordinate_weight, place.coordinate_loss(visual))
+    return out
+
+
 def visual_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
     """[B, T, 3, S, S] -> [B, T * P * P, D]: the projected, pooled visual tokens, without the trailing newline."""
     return model.model.get_video_features(pixels, vision_feature_layer=model.config.vision_feature_layer,
@@ -295,7 +305,8 @@ class Taps:
     """What one training forward pass exposes. logits [B, L, V]; feats: projected visual features [B, N+1, D]; with a
     tapped layer m (the middle one): hidden [B, n, D] its input at the n visual tokens fed, attn [B, H, L, n] its
     attention from every position to them, below [B, n, n] head 1 of layer m - 1 among them, last and first
-    [B, L, L] head 1 of the last and the first layer, states: every layer's input (HF hidden_states)."""
+    [B, L, L] head 1 of the last and the first layer, states: every layer's input (HF hidden_states), video_at: the
+    sequence index of the first visual token. Tapping needs eager attention in the language model."""
     logits: torch.Tensor
     feats: torch.Tensor
     hidden: torch.Tensor | None = None
@@ -304,6 +315,7 @@ class Taps:
     last: torch.Tensor | None = None
     first: torch.Tensor | None = None
     states: tuple[torch.Tensor, ...] | None = None
+    video_at: int | None = None  # index of the first visual token in the sequence
 
 
 def _forward(model, b: dict, layer: int | None = None) -> Taps:
@@ -325,7 +337,8 @@ def _forward(model, b: dict, layer: int | None = None) -> Taps:
     return Taps(out.logits, feats, hidden=out.hidden_states[layer][:, first:first + n],
                 attn=out.attentions[layer][..., first:first + n],
                 below=out.attentions[layer - 1][:, 1, first:first + n, first:first + n],
-                last=out.attentions[-1][:, 1], first=out.attentions[0][:, 1], states=out.hidden_states)
+                last=out.attentions[-1][:, 1], first=out.attentions[0][:, 1], states=out.hidden_states,
+                video_at=first)
 
 
 def readout_loss(model, states: tuple[torch.Tensor, ...], b: dict) -> torch.Tensor:
@@ -343,6 +356,11 @@ def readout_loss(model, states: tuple[torch.Tensor, ...], b: dict) -> torch.Tens
     return sum(parts) if parts else h.sum() * 0.0
 
 
+def _missed_mass(mass: torch.Tensor) -> torch.Tensor:
+    """-log of the attention mass [K] that landed on the target, averaged: the attention supervisions' loss."""
+    return -torch.log(mass.clamp_min(1e-6)).mean()
+
+
 def option_loss(attn: torch.Tensor, b: dict, key: str = "options") -> torch.Tensor:
     """Head 1 of the last layer, at the position that predicts a multiple-choice answer, should attend to the word of
     the correct option (key "options"); head 1 of the first layer, at every option's word, to its letter two tokens
@@ -351,7 +369,7 @@ def option_loss(attn: torch.Tensor, b: dict, key: str = "options") -> torch.Tens
     o = b[key]
     if o.numel() == 0:
         return attn.sum() * 0.0
-    return -torch.log(attn[o[:, 0], o[:, 1], o[:, 2]].clamp_min(1e-6)).mean()
+    return _missed_mass(attn[o[:, 0], o[:, 1], o[:, 2]])
 
 
 def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
@@ -367,7 +385,7 @@ def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
     if not bool(rows.any()):
         return attn.sum() * 0.0
     mass = (attn * target).sum(-1)[rows]
-    return -torch.log(mass.clamp_min(1e-6)).mean()
+    return _missed_mass(mass)
 
 
 def endpoint_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
@@ -386,7 +404,7 @@ def endpoint_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
     loss = attn.new_zeros(())
     for head, target in ((2, obj & (frame == first)), (3, obj & (frame == last))):
         mass = (attn[f[:, 0], head, f[:, 1]] * target).sum(-1)  # [K]
-        loss = loss - torch.log(mass.clamp_min(1e-6)).mean()
+        loss = loss + _missed_mass(mass)
     return loss
 
 
@@ -400,7 +418,7 @@ def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
     cover = b["cover"]  # [B, O, N]
     target = torch.where((f[:, 2] >= 0)[:, None], cover[f[:, 0], f[:, 2].clamp_min(0)], cover[f[:, 0]].any(1))
     mass = (rows * target).sum(-1)
-    return -torch.log(mass.clamp_min(1e-6)).mean()
+    return _missed_mass(mass)
 
 
 def _losses(taps: Taps, heads: GroundingHeads, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -453,10 +471,8 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
         colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
         attributes = (F.cross_entropy(logits[:, :len(COLORS)], colour)
                       + F.cross_entropy(logits[:, len(COLORS):], shape))
-        position = place.loss(visual) if cfg.position_weight else None
-        loss = attributes + (cfg.position_weight * position if position is not None else 0.0)
-        if cfg.coordinate_weight:
-            loss = loss + cfg.coordinate_weight * place.coordinate_loss(visual)
+        places = place_losses(place, visual, cfg)
+        loss = attributes + sum(weight * value for weight, value in places.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -464,8 +480,7 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
             acc = (logits[:, len(COLORS):].argmax(-1) == shape).float().mean().item()
             row = dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
                        vision_loss=attributes.item(), shape_accuracy=acc)
-            if position is not None:
-                row["position_loss"] = position.item()
+            row.update({name: value.item() for name, (_, value) in places.items()})
             _write_row(row, log, log_file)
 
 
@@ -512,11 +527,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         answer, grounding = _losses(taps, heads, b)
         focus = focus_loss(taps.attn, b)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
-        extra = {}  # the optional losses, by name, for the log
-        if cfg.position_weight:
-            extra["position_loss"] = (cfg.position_weight, place.loss(taps.feats[:, :-1]))
-        if cfg.coordinate_weight:
-            extra["coordinate_loss"] = (cfg.coordinate_weight, place.coordinate_loss(taps.feats[:, :-1]))
+        extra = place_losses(place, taps.feats[:, :-1], cfg)  # the optional losses, by name, for the log
         if cfg.track_weight:
             extra["track_loss"] = (cfg.track_weight, track_loss(taps.below, b, batcher.pooled ** 2))
         if cfg.endpoint_weight:
