@@ -423,6 +423,12 @@ def train(
     endpoint_weight: float = typer.Option(0.0, "--endpoint-weight",
                                           help="Weight of the attention supervision from an answer to its object's "
                                                "first and last sighting (direction)."),
+    centroid_weight: float = typer.Option(0.0, "--centroid-weight",
+                                          help="Weight of the loss that makes those heads read where the object began "
+                                               "and ended, and the answer position hold the difference."),
+    centre_weight: float = typer.Option(0.0, "--centre-weight",
+                                        help="Weight of the loss that makes every visual token of an object tell "
+                                             "where that object's centre is (two numbers)."),
     mc_share: float = typer.Option(0.3, "--mc-share",
                                    help="How often colour/shape/direction questions take their multiple-choice form."),
 ) -> None:
@@ -434,7 +440,8 @@ def train(
         raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
     weights = dict(vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
                    position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
-                   coordinate_weight=coordinate_weight)
+                   coordinate_weight=coordinate_weight, centroid_weight=centroid_weight,
+                   centre_weight=centre_weight)
     negative = [f"--{k.replace('_', '-')}" for k, v in weights.items() if v < 0]
     if negative:
         raise UsageError(f"{', '.join(negative)} must not be negative")

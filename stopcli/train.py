@@ -13,6 +13,9 @@ Plain end-to-end training sits at the answer prior for a long time on a CPU budg
   * every visual token learns its row and column (PositionHead): nothing else tells the language model where in the
     frame a token is, and motion is a change of place;
   * optionally (--track-weight) one head learns to look back at the same object in earlier frames (motion);
+  * optionally (--centre-weight) every visual token of an object tells where that object's centre is, and
+    (--centroid-weight) the two endpoint heads of --endpoint-weight read where the object began and ended, and the
+    answer position holds the difference (direction);
   * optionally (--option-weight, --readout-weight) multiple choice is taught as a circuit: the answer position first
     holds the answer's word, each option's word holds its letter, and one last-layer head looks from the answer at
     the option whose word matches (--mc-share raises the share of multiple-choice questions).
@@ -71,6 +74,8 @@ class TrainConfig:
     readout_weight: float = 0.0  # below the last layer: the answer's content word, and each option word's letter
     coordinate_weight: float = 0.0  # every visual token also tells its place as two numbers (linear in space)
     endpoint_weight: float = 0.0  # attention supervision: an answer looks at its object's first and last sighting
+    centroid_weight: float = 0.0  # what those heads read is where the object began and ended; their difference
+    centre_weight: float = 0.0  # every visual token of an object tells where that object's centre is (two numbers)
     mc_share: float = 0.3  # how often templates 2-4 take their multiple-choice form in training questions
 
 
@@ -136,6 +141,25 @@ class Batcher:
         seen = visible.long().cummax(2).values.sum(1)  # [B, T] objects visible so far
         count = seen[:, :, None].expand(b, t, lab.shape[2])
         return torch.cat([lab, count[..., None]], dim=-1).reshape(b, -1, 4)
+
+    @staticmethod
+    def centroids(masks: torch.Tensor) -> torch.Tensor:
+        """masks [B, O, T, H, W] -> [B, O, T, 2]: each object's centre in each frame, column and row, from -1 at the
+        frame's first pixel to 1 at its last (any frame size: the processor squeezes frames to a square); 0 where
+        the object is not visible."""
+        h, w = masks.shape[-2:]
+        m = masks.float()
+        area = m.sum((-2, -1)).clamp_min(1.0)  # [B, O, T]
+        xs = torch.linspace(-1, 1, w)
+        ys = torch.linspace(-1, 1, h)
+        return torch.stack([(m.sum(-2) * xs).sum(-1) / area, (m.sum(-1) * ys).sum(-1) / area], -1)
+
+    @staticmethod
+    def cell_centres(coverage: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+        """coverage [B, O, T, P * P], centroids [B, O, T, 2] -> [B, T * P * P, 2]: for every pooled cell, the centre
+        of the object that covers most of it in its frame (meaningful where cell_labels finds an object)."""
+        owner = coverage.argmax(1)  # [B, T, P*P]
+        return torch.gather(centroids.transpose(1, 2), 2, owner[..., None].expand(-1, -1, -1, 2)).flatten(1, 2)
 
     def peak_cells(self, cover: torch.Tensor) -> torch.Tensor:
         """[B, T * P * P] bool: pooled cells that hold an object for sure, i.e. where an object's coverage peaks in its
@@ -208,6 +232,7 @@ class Batcher:
         focus, content, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]])
                                             .reshape(-1, 3) for i in (2, 3, 4, 5))
         coverage = self.coverage(masks)  # [B, O, T, P*P]
+        centroids = self.centroids(masks)  # [B, O, T, 2]
         cover = coverage.flatten(2) > 0.2  # [B, O, N] cells each object covers
         cells = self.cell_labels(masks, coverage, cls, moves)  # [B, N, 4]
         sure = self.peak_cells(coverage) & (cells[..., 0] < len(COLORS))  # [B, N] cells surely holding an object
@@ -216,7 +241,8 @@ class Batcher:
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
         return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask, cells=cells, sure=sure, qas=qa_lists,
-                    focus=focus, content=content, options=options, letters=letters, kept=kept,
+                    focus=focus, content=content, options=options, letters=letters, kept=kept, centroids=centroids,
+                    centres=self.cell_centres(coverage, centroids),
                     cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
                     cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
 
@@ -259,6 +285,16 @@ class PositionHead(nn.Module):
         self.grid = grid
         self.linear = nn.Linear(dim, 2 * grid)
         self.coords = nn.Linear(dim, 2)
+        self.centre = nn.Linear(dim, 2)
+
+    def centre_loss(self, visual: torch.Tensor, centres: torch.Tensor, holds: torch.Tensor) -> torch.Tensor:
+        """Every visual token of an object tells where that object's centre is in its frame, as two numbers
+        (mean squared error). A cell's own place moves in steps of a sixth of the frame, an object about a
+        twentieth per frame: the centre, which the vision tower sees across the object's patches, moves smoothly.
+        visual [B, N, D], centres [B, N, 2], holds [B, N] bool (the cell holds an object)."""
+        if not bool(holds.any()):
+            return visual.sum() * 0.0
+        return F.mse_loss(self.centre(visual[holds]), centres[holds])
 
     def coordinate_loss(self, visual: torch.Tensor) -> torch.Tensor:
         """The same place as two numbers, column and row scaled to [-1, 1] (mean squared error): a linear code in
@@ -276,13 +312,16 @@ class PositionHead(nn.Module):
                 + F.cross_entropy(logits[..., p:].flatten(0, 1), (cell % p).flatten()))
 
 
-def place_losses(place: PositionHead, visual: torch.Tensor, cfg: TrainConfig) -> dict:
-    """The place losses that are on, by log name: (weight, value) over the visual tokens [B, N, D]."""
+def place_losses(place: PositionHead, visual: torch.Tensor, cfg: TrainConfig, b: dict) -> dict:
+    """The place losses that are on, by log name: (weight, value) over the visual tokens [B, N, D] of batch b."""
     out = {}
     if cfg.position_weight:
         out["position_loss"] = (cfg.position_weight, place.loss(visual))
     if cfg.coordinate_weight:
         out["coordinate_loss"] = (cfg.coordinate_weight, place.coordinate_loss(visual))
+    if cfg.centre_weight:
+        out["centre_loss"] = (cfg.centre_weight,
+                              place.centre_loss(visual, b["centres"], b["cells"][..., 0] < len(COLORS)))
     return out
 
 
@@ -316,6 +355,7 @@ class Taps:
     first: torch.Tensor | None = None
     states: tuple[torch.Tensor, ...] | None = None
     video_at: int | None = None  # index of the first visual token in the sequence
+    context: torch.Tensor | None = None  # [B, L, H * head_dim] the tapped layer's heads' outputs, before o_proj
 
 
 def _forward(model, b: dict, layer: int | None = None) -> Taps:
@@ -327,9 +367,16 @@ def _forward(model, b: dict, layer: int | None = None) -> Taps:
     kept = b["kept"]  # [B, n] visual tokens the language model gets this batch
     fed = torch.cat([torch.gather(feats[:, :-1], 1, kept[..., None].expand(-1, -1, feats.shape[-1])),
                      feats[:, -1:]], dim=1)
-    out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
-                output_attentions=layer is not None,
-                mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
+    context = {}
+    hook = None if layer is None else model.model.language_model.layers[layer].self_attn.o_proj.register_forward_pre_hook(
+        lambda module, args: context.update(x=args[0]))
+    try:
+        out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
+                    output_attentions=layer is not None,
+                    mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
+    finally:
+        if hook is not None:
+            hook.remove()
     if layer is None:
         return Taps(out.logits, feats)
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
@@ -338,7 +385,7 @@ def _forward(model, b: dict, layer: int | None = None) -> Taps:
                 attn=out.attentions[layer][..., first:first + n],
                 below=out.attentions[layer - 1][:, 1, first:first + n, first:first + n],
                 last=out.attentions[-1][:, 1], first=out.attentions[0][:, 1], states=out.hidden_states,
-                video_at=first)
+                video_at=first, context=context["x"])
 
 
 def readout_loss(model, states: tuple[torch.Tensor, ...], b: dict) -> torch.Tensor:
@@ -388,24 +435,57 @@ def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
     return _missed_mass(mass)
 
 
-def endpoint_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
-    """Heads 2 and 3 of the middle layer, at the position that predicts an answer about one object, should attend to
-    that object's tokens in the first and in the last frame it is seen in: the answer position then holds where the
-    object began and where it ended, and a motion is their difference. attn [B, H, L, n] to the kept visual tokens."""
+def _sightings(b: dict, per_frame: int):
+    """For every answer about one object whose tokens survived pruning: f [K, 3] (row, answer position, object),
+    obj [K, n] its kept tokens, frame [K, n] each kept token's frame, and the first and last frame it is seen in
+    among them, [K, 1] each."""
     f = b["focus"][b["focus"][:, 2] >= 0]  # [K, 3] (row, answer position, object)
     obj = b["cover"][f[:, 0], f[:, 2]]  # [K, n] that object's tokens
     has = obj.any(-1)  # pruning may have dropped them all
     f, obj = f[has], obj[has]
+    frame = (b["kept"] // per_frame)[f[:, 0]]  # [K, n]
+    first = torch.where(obj, frame, 1 << 30).amin(-1, keepdim=True)
+    last = torch.where(obj, frame, -1).amax(-1, keepdim=True)
+    return f, obj, frame, first, last
+
+
+def endpoint_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
+    """Heads 2 and 3 of the middle layer, at the position that predicts an answer about one object, should attend to
+    that object's tokens in the first and in the last frame it is seen in: the answer position then holds where the
+    object began and where it ended, and a motion is their difference. attn [B, H, L, n] to the kept visual tokens."""
+    f, obj, frame, first, last = _sightings(b, per_frame)
     if f.numel() == 0:
         return attn.sum() * 0.0
-    frame = (b["kept"] // per_frame)[f[:, 0]]  # [K, n]
-    first = torch.where(obj, frame, frame.max() + 1).amin(-1, keepdim=True)  # [K, 1]
-    last = torch.where(obj, frame, -1).amax(-1, keepdim=True)
     loss = attn.new_zeros(())
     for head, target in ((2, obj & (frame == first)), (3, obj & (frame == last))):
         mass = (attn[f[:, 0], head, f[:, 1]] * target).sum(-1)  # [K]
         loss = loss + _missed_mass(mass)
     return loss
+
+
+class CentroidHead(nn.Module):
+    """Training-only: from what heads 2 and 3 of the middle layer read at an answer position, where the object was
+    at its first and at its last sighting (two numbers each); from the layer's output there, the difference."""
+
+    def __init__(self, head_dim: int, dim: int) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.first = nn.Linear(head_dim, 2)
+        self.last = nn.Linear(head_dim, 2)
+        self.shift = nn.Linear(dim, 2)
+
+    def loss(self, context: torch.Tensor, output: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
+        """Mean squared error of the three. context [B, L, H * head_dim] (heads' outputs before o_proj),
+        output [B, L, D] the layer's output, b["centroids"] [B, O, T, 2]."""
+        f, _, _, first, last = _sightings(b, per_frame)
+        if f.numel() == 0:
+            return output.sum() * 0.0
+        at = context[f[:, 0], f[:, 1]]  # [K, H * head_dim]
+        d = self.head_dim
+        start = b["centroids"][f[:, 0], f[:, 2], first[:, 0]]  # [K, 2]
+        end = b["centroids"][f[:, 0], f[:, 2], last[:, 0]]
+        return (F.mse_loss(self.first(at[:, 2 * d:3 * d]), start) + F.mse_loss(self.last(at[:, 3 * d:4 * d]), end)
+                + F.mse_loss(self.shift(output[f[:, 0], f[:, 1]]), end - start))
 
 
 def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
@@ -471,7 +551,7 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
         colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
         attributes = (F.cross_entropy(logits[:, :len(COLORS)], colour)
                       + F.cross_entropy(logits[:, len(COLORS):], shape))
-        places = place_losses(place, visual, cfg)
+        places = place_losses(place, visual, cfg, b)
         loss = attributes + sum(weight * value for weight, value in places.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -507,9 +587,11 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
     heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
     place = PositionHead(model.config.text_config.hidden_size, batcher.pooled)
+    text = model.config.text_config
+    centroid = CentroidHead(text.hidden_size // text.num_attention_heads, text.hidden_size)
     vision = {id(p) for p in model.model.vision_tower.parameters()}
     params = (list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
-              + list(place.parameters()))
+              + list(place.parameters()) + list(centroid.parameters()))
     layer = max(1, cfg.text_layers // 2)
     groups = [dict(params=[p for p in params if id(p) not in vision]),
               dict(params=[p for p in params if id(p) in vision], lr=cfg.lr * cfg.vision_lr_scale)]
@@ -527,11 +609,14 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         answer, grounding = _losses(taps, heads, b)
         focus = focus_loss(taps.attn, b)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
-        extra = place_losses(place, taps.feats[:, :-1], cfg)  # the optional losses, by name, for the log
+        extra = place_losses(place, taps.feats[:, :-1], cfg, b)  # the optional losses, by name, for the log
         if cfg.track_weight:
             extra["track_loss"] = (cfg.track_weight, track_loss(taps.below, b, batcher.pooled ** 2))
         if cfg.endpoint_weight:
             extra["endpoint_loss"] = (cfg.endpoint_weight, endpoint_loss(taps.attn, b, batcher.pooled ** 2))
+        if cfg.centroid_weight:
+            extra["centroid_loss"] = (cfg.centroid_weight, centroid.loss(taps.context, taps.states[layer + 1], b,
+                                                                         batcher.pooled ** 2))
         if cfg.option_weight:
             extra["option_loss"] = (cfg.option_weight,
                                     option_loss(taps.last, b) + option_loss(taps.first, b, "letters"))

@@ -139,6 +139,8 @@ def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
     (["--mc-share", "1.5"], "--mc-share"),
     (["--endpoint-weight", "-2"], "--endpoint-weight"),
     (["--coordinate-weight", "-1"], "--coordinate-weight"),
+    (["--centroid-weight", "-1"], "--centroid-weight"),
+    (["--centre-weight", "-1"], "--centre-weight"),
     (["--keep-choices", "1,1.5"], "--keep-choices"),
     (["--keep-choices", "1,half"], "--keep-choices"),
     (["--init-from", "no-such-checkpoint"], "--init-from"),

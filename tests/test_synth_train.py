@@ -270,6 +270,82 @@ def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
     assert float(endpoint_loss(attn[..., :2], b, per_frame=2)) == 0.0
 
 
+def test_centroids_are_each_objects_centre_per_frame_in_frame_coordinates():
+    from stopcli.train import Batcher
+
+    masks = torch.zeros(1, 2, 2, 5, 9, dtype=torch.bool)  # 2 objects, 2 frames, 5 x 9 pixels
+    masks[0, 0, 0, 0:2, 0:2] = True  # top-left 2x2 block: centre at pixel (0.5, 0.5)
+    masks[0, 0, 1, 4, 8] = True  # bottom-right pixel
+    masks[0, 1, 1, 2, 3:6] = True  # middle row, columns 3-5: centre (4, 2), the frame's centre
+    c = Batcher.centroids(masks)
+    assert c.shape == (1, 2, 2, 2)
+    assert torch.allclose(c[0, 0, 0], torch.tensor([0.5 / 8 * 2 - 1, 0.5 / 4 * 2 - 1]))
+    assert torch.allclose(c[0, 0, 1], torch.tensor([1.0, 1.0]))
+    assert torch.allclose(c[0, 1, 1], torch.tensor([0.0, 0.0]), atol=1e-6)
+    assert torch.equal(c[0, 1, 0], torch.zeros(2))  # not visible
+
+
+def test_each_cell_takes_the_centre_of_the_object_covering_most_of_it():
+    from stopcli.train import Batcher
+
+    coverage = torch.zeros(1, 2, 2, 3)  # 2 objects, 2 frames, 3 cells
+    coverage[0, 0, 0] = torch.tensor([0.9, 0.3, 0.0])
+    coverage[0, 1, 0] = torch.tensor([0.0, 0.6, 0.0])  # object 1 covers more of cell 1 than object 0
+    coverage[0, 0, 1] = torch.tensor([0.0, 0.0, 0.5])
+    centroids = torch.tensor([[[[-0.5, 0.1], [0.7, 0.2]], [[0.3, -0.9], [0.0, 0.0]]]])  # [1, O, T, 2]
+    c = Batcher.cell_centres(coverage, centroids)
+    assert c.shape == (1, 6, 2)
+    assert torch.equal(c[0, 0], centroids[0, 0, 0]) and torch.equal(c[0, 1], centroids[0, 1, 0])
+    assert torch.equal(c[0, 5], centroids[0, 0, 1])  # frame 1, cell 2: object 0 in frame 1
+
+
+@torch.no_grad()
+def test_centre_loss_asks_only_object_cells_for_their_objects_centre():
+    from stopcli.train import PositionHead
+
+    head = PositionHead(dim=3, grid=2)
+    head.centre.weight.copy_(torch.eye(2, 3))
+    head.centre.bias.zero_()
+    centres = torch.tensor([[[0.5, -0.5], [0.2, 0.1], [9.0, 9.0]]])  # [1, 3 cells, 2]; the last cell is background
+    holds = torch.tensor([[True, True, False]])
+    visual = torch.zeros(1, 3, 3)
+    visual[0, :2, :2] = centres[0, :2]
+    assert float(head.centre_loss(visual, centres, holds)) < 1e-12  # background cells are not asked
+    visual[0, 1, 0] = -0.8  # one coordinate off by 1
+    assert abs(float(head.centre_loss(visual, centres, holds)) - 1 / 4) < 1e-6
+    assert float(head.centre_loss(visual, centres, torch.zeros_like(holds))) == 0.0
+
+
+@torch.no_grad()
+def test_centroid_loss_reads_first_and_last_place_from_heads_2_and_3_and_their_difference():
+    from stopcli.train import CentroidHead
+
+    # 3 frames of 2 cells; object 1 in cell 1 of frames 1-2 (first / last sighting: frames 1 / 2); query at 5.
+    kept = torch.tensor([[0, 1, 2, 3, 4, 5]])
+    cover = torch.tensor([[[1, 0, 1, 0, 1, 0], [0, 0, 0, 1, 0, 1], [0, 0, 0, 0, 0, 0]]], dtype=torch.bool)
+    centroids = torch.zeros(1, 3, 3, 2)
+    centroids[0, 1, 1] = torch.tensor([-0.5, 0.25])  # where object 1 is in frame 1 ...
+    centroids[0, 1, 2] = torch.tensor([0.5, 0.25])  # ... and in frame 2: it moved right
+    b = {"kept": kept, "cover": cover, "focus": torch.tensor([[0, 5, 1], [0, 5, -1]]), "centroids": centroids}
+    head = CentroidHead(head_dim=2, dim=4)
+    for linear in (head.first, head.last, head.shift):
+        linear.bias.zero_()
+    head.first.weight.copy_(torch.eye(2))
+    head.last.weight.copy_(torch.eye(2))
+    head.shift.weight.copy_(torch.eye(2, 4))
+    context = torch.zeros(1, 6, 8)  # 4 heads of 2
+    context[0, 5, 4:6] = centroids[0, 1, 1]  # head 2 read the first sighting's place
+    context[0, 5, 6:8] = centroids[0, 1, 2]  # head 3 the last
+    output = torch.zeros(1, 6, 4)
+    output[0, 5, :2] = centroids[0, 1, 2] - centroids[0, 1, 1]
+    assert float(head.loss(context, output, b, per_frame=2)) < 1e-9
+    swapped = context[..., [0, 1, 2, 3, 6, 7, 4, 5]]  # heads 2 and 3 read each other's sighting
+    assert abs(float(head.loss(swapped, output, b, per_frame=2)) - 2 * 0.5) < 1e-6  # (1^2 + 0) / 2 for each
+    assert abs(float(head.loss(context, -output, b, per_frame=2)) - 2.0) < 1e-6  # moved left instead: (2^2 + 0) / 2
+    b["kept"], b["cover"] = kept[:, :2], cover[:, :, :2]  # pruned away: nothing to ask
+    assert float(head.loss(context, output, b, per_frame=2)) == 0.0
+
+
 @torch.no_grad()
 def test_coordinate_loss_is_the_places_squared_error_in_a_linear_code():
     from stopcli.train import PositionHead
