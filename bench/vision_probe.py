@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.synth import COLORS, MOVES, SHAPES  # noqa: E402
 from stopcli.tiny import build_llava_onevision  # noqa: E402
-from stopcli.train import Batcher, TrainConfig, _forward, load_model, visual_tokens  # noqa: E402
+from stopcli.train import Batcher, TrainConfig, _forward, _sightings, load_model, visual_tokens  # noqa: E402
 
 
 def batcher_for(model, processor, seed: int) -> Batcher:
@@ -100,33 +100,55 @@ def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     return out
 
 
+def ridge_r2(x: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> list[float]:
+    """R^2 on the second half of a ridge regression of y [N, K] on x [N, D] fitted on the first half, per column."""
+    n = len(x) // 2
+    x = torch.cat([x, torch.ones(len(x), 1)], 1)
+    w = torch.linalg.solve(x[:n].T @ x[:n] + lam * torch.eye(x.shape[1]), x[:n].T @ y[:n])
+    err = ((x[n:] @ w - y[n:]) ** 2).sum(0)
+    return (1 - err / ((y[n:] - y[n:].mean(0)) ** 2).sum(0)).tolist()
+
+
 @torch.no_grad()
 def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
-    """For "which direction does the X move?" (open form): is the answer's direction decodable at the position that
-    predicts the answer, at the input of each language-model layer; and how much attention heads 2 and 3 of the
-    middle layer put on the object's first and last sighting (what --endpoint-weight trains)."""
+    """For "which direction does the X move?" (open form, every such question of each video, unpruned): is the
+    answer's direction decodable at the position that predicts the answer, at the input of each language-model layer,
+    and is the object's displacement (last minus first centre, regression R^2); how much attention heads 2 and 3 of
+    the middle layer put on the object's first and last sighting (--endpoint-weight), and how well their outputs
+    tell where the object was then (R^2, --centroid-weight)."""
     model.eval()
     batcher.cfg.mc_share = 0.0
+    batcher.cfg.max_turns = 8
     per_frame = batcher.pooled ** 2
-    states, labels, mass = [], [], []
+    moves = {batcher.ids(m)[0]: k for k, m in enumerate(MOVES)}  # answer token id -> MOVES index
+    states, labels, mass, heads, places = [], [], [], [], []
     for i in range(0, videos, 16):
-        b = batcher.batch(16, single=True, seed=seed + i)
+        b = batcher.batch(16, seed=seed + i)
+        b["kept"] = torch.arange(batcher.n_video - 1).expand(16, -1)  # the multi-turn batch is fed unpruned
         taps = _forward(model, b, layer=max(1, model.config.text_config.num_hidden_layers // 2))
-        for row, qas in enumerate(b["qas"]):
-            obj = b["cover"][row, qas[0].target] if qas[0].type == "direction" else None
-            if obj is None or not bool(obj.any()):
+        f, obj, frame, first, last = _sightings(b, per_frame)
+        for k, (row, at, o) in enumerate(f.tolist()):
+            answer = int(b["labels"][row, at + 1])
+            if answer not in moves:
                 continue
-            at = int((b["labels"][row] != -100).nonzero()[0]) - 1
-            frame = b["kept"][row] // per_frame
-            ends = (obj & (frame == frame[obj].min()), obj & (frame == frame[obj].max()))
+            ends = (obj[k] & (frame[k] == first[k, 0]), obj[k] & (frame[k] == last[k, 0]))
             states.append(torch.stack([h[row, at] for h in taps.states[:-1]]))  # [layers, D]
-            labels.append(list(MOVES).index(qas[0].answer))
+            labels.append(moves[answer])
             mass.append([float((taps.attn[row, head, at] * end).sum()) for head, end in zip((2, 3), ends)])
-    x, y = torch.stack(states), torch.tensor(labels)
+            heads.append(taps.context[row, at].view(model.config.text_config.num_attention_heads, -1)[2:4])
+            c = b["centroids"][row, o]
+            places.append(torch.stack([c[first[k, 0]], c[last[k, 0]]]))  # [2, 2] first / last centre
+    x, y, heads, places = torch.stack(states), torch.tensor(labels), torch.stack(heads), torch.stack(places)
+    shift = places[:, 1] - places[:, 0]
     with torch.enable_grad():
         layers = [linear_probe(x[:, k], y, len(MOVES)) for k in range(x.shape[1])]
+        truth = linear_probe(torch.cat([shift, shift.abs()], 1), y, len(MOVES))
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
     return dict(questions=len(y), by_layer=layers, majority_class=majority(y, len(MOVES)),
-                endpoint_attention=torch.tensor(mass).mean(0).tolist())
+                from_true_displacement=truth,
+                displacement_r2_by_layer=[mean(ridge_r2(x[:, k], shift)) for k in range(x.shape[1])],
+                endpoint_attention=torch.tensor(mass).mean(0).tolist(),
+                endpoint_place_r2=[mean(ridge_r2(heads[:, h], places[:, h])) for h in range(2)])
 
 
 class SmallCNN(torch.nn.Module):
@@ -226,12 +248,20 @@ def main() -> None:
     chance = result["probe"]["chance"]
     table.add_row("majority class", *(f"{chance[k]:.3f}" for k in ("row", "column", "motion")))
     console.print(table)
-    d = result["direction"] = direction_probe(model, batcher_for(model, processor, args.seed), args.videos * 4,
+    d = result["direction"] = direction_probe(model, batcher_for(model, processor, args.seed), args.videos * 2,
                                               args.seed + 1)
-    console.print(f"direction at the answer position ({d['questions']} questions, half held out), by layer input: "
-                  + ", ".join(f"{v:.3f}" for v in d["by_layer"]) + f"; majority class {d['majority_class']:.3f}; "
-                  f"middle-layer heads 2 / 3 on the object's first / last sighting: "
-                  + " / ".join(f"{v:.2f}" for v in d["endpoint_attention"]), highlight=False)
+    table = Table(title=f"Direction questions ({d['questions']}, half held out): at the position that predicts the "
+                        f"answer, per layer input")
+    for col in ("layer", "direction probe", "displacement R²"):
+        table.add_column(col)
+    for k, (acc, r2) in enumerate(zip(d["by_layer"], d["displacement_r2_by_layer"])):
+        table.add_row(str(k), f"{acc:.3f}", f"{r2:.2f}")
+    table.add_row("majority class", f"{d['majority_class']:.3f}", "")
+    table.add_row("from the true displacement", f"{d['from_true_displacement']:.3f}", "1.00")
+    console.print(table)
+    console.print("middle-layer heads 2 / 3: attention on the object's first / last sighting "
+                  + " / ".join(f"{v:.2f}" for v in d["endpoint_attention"]) + "; R² of that sighting's centre from "
+                  "their outputs " + " / ".join(f"{v:.2f}" for v in d["endpoint_place_r2"]), highlight=False)
     if args.learn_steps:
         curve = learnability(model, processor, args.learn_steps, args.seed)
         result["learnability"] = curve
