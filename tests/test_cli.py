@@ -159,10 +159,14 @@ def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
     ("blue_square.mp4", "what shape is the blue object?", "square"),
     ("blue_square.mp4", "is there a blue square in the video?", "yes"),
     ("blue_square.mp4", "is there a red square in the video?", "no"),
+    ("red_circle.mp4", "which direction does the red circle move?", "right"),  # pruned 288 -> 32 tokens
+    ("blue_square.mp4", "which direction does the blue square move?", "down"),
     ("red_circle.mp4", "what shape is the red object? options: (a) square (b) star (c) circle (d) triangle. "
                        "answer with the letter.", "c"),
     ("blue_square.mp4", "what color is the square? options: (a) red (b) blue (c) green (d) yellow. "
                         "answer with the letter.", "b"),
+    ("blue_square.mp4", "which direction does the blue square move? options: (a) up (b) left (c) down (d) still. "
+                        "answer with the letter.", "c"),
 ])
 def test_embedded_model_answers_the_sample_videos(video, question, answer):
     r = run("ask", Path(__file__).parents[1] / "samples" / video, question, "--json")
