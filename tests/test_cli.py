@@ -153,13 +153,13 @@ def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
 
 
 @pytest.mark.parametrize("video, question, answer", [
-    ("red_circle.mp4", "what color is the circle?", "red"),  # the README's main command
+    ("red_circle.mp4", "what color is the circle?", "red"),
     ("red_circle.mp4", "what shape is the red object?", "circle"),
     ("blue_square.mp4", "what color is the square?", "blue"),
     ("blue_square.mp4", "what shape is the blue object?", "square"),
     ("blue_square.mp4", "is there a blue square in the video?", "yes"),
     ("blue_square.mp4", "is there a red square in the video?", "no"),
-    ("red_circle.mp4", "which direction does the red circle move?", "right"),  # pruned 288 -> 32 tokens
+    ("red_circle.mp4", "which direction does the red circle move?", "right"),  # the README's main command
     ("blue_square.mp4", "which direction does the blue square move?", "down"),
     ("red_circle.mp4", "what shape is the red object? options: (a) square (b) star (c) circle (d) triangle. "
                        "answer with the letter.", "c"),
