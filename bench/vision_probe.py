@@ -100,13 +100,14 @@ def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     return out
 
 
-def ridge_r2(x: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> list[float]:
-    """R^2 on the second half of a ridge regression of y [N, K] on x [N, D] fitted on the first half, per column."""
+def ridge_r2(x: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> float:
+    """R^2 on the second half of a ridge regression of y [N, K] on x [N, D] fitted on the first half, averaged over
+    the K columns."""
     n = len(x) // 2
     x = torch.cat([x, torch.ones(len(x), 1)], 1)
     w = torch.linalg.solve(x[:n].T @ x[:n] + lam * torch.eye(x.shape[1]), x[:n].T @ y[:n])
     err = ((x[n:] @ w - y[n:]) ** 2).sum(0)
-    return (1 - err / ((y[n:] - y[n:].mean(0)) ** 2).sum(0)).tolist()
+    return float((1 - err / ((y[n:] - y[n:].mean(0)) ** 2).sum(0)).mean())
 
 
 @torch.no_grad()
@@ -123,8 +124,7 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     moves = {batcher.ids(m)[0]: k for k, m in enumerate(MOVES)}  # answer token id -> MOVES index
     states, labels, mass, heads, places = [], [], [], [], []
     for i in range(0, videos, 16):
-        b = batcher.batch(16, seed=seed + i)
-        b["kept"] = torch.arange(batcher.n_video - 1).expand(16, -1)  # the multi-turn batch is fed unpruned
+        b = batcher.batch(16, seed=seed + i)  # unpruned: batcher_for keeps every visual token
         taps = _forward(model, b, layer=max(1, model.config.text_config.num_hidden_layers // 2))
         f, obj, frame, first, last = _sightings(b, per_frame)
         for k, (row, at, o) in enumerate(f.tolist()):
@@ -143,12 +143,11 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     with torch.enable_grad():
         layers = [linear_probe(x[:, k], y, len(MOVES)) for k in range(x.shape[1])]
         truth = linear_probe(torch.cat([shift, shift.abs()], 1), y, len(MOVES))
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
     return dict(questions=len(y), by_layer=layers, majority_class=majority(y, len(MOVES)),
                 from_true_displacement=truth,
-                displacement_r2_by_layer=[mean(ridge_r2(x[:, k], shift)) for k in range(x.shape[1])],
+                displacement_r2_by_layer=[ridge_r2(x[:, k], shift) for k in range(x.shape[1])],
                 endpoint_attention=torch.tensor(mass).mean(0).tolist(),
-                endpoint_place_r2=[mean(ridge_r2(heads[:, h], places[:, h])) for h in range(2)])
+                endpoint_place_r2=[ridge_r2(heads[:, h], places[:, h]) for h in range(2)])
 
 
 class SmallCNN(torch.nn.Module):
