@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -392,7 +393,11 @@ def synth(
 @app.command()
 @user_errors
 def train(
+    ctx: typer.Context,
     out_dir: Path = typer.Argument(..., help="Folder for the trained model (HF format)."),
+    config: Optional[Path] = typer.Option(None, "--config",
+                                          help="Take a run's settings from its training_config.json (e.g. the shipped "
+                                               "model's); options given on the command line override them."),
     steps: int = typer.Option(4000, help="Optimiser steps."),
     batch: int = typer.Option(16, help="Videos per step."),
     seed: int = typer.Option(0, help="Random seed (data and initialisation)."),
@@ -436,28 +441,62 @@ def train(
     from .train import TrainConfig
     from .train import train as run_training
 
-    if steps < 1 or batch < 1 or vision_steps < 0:
+    chosen = dict(steps=steps, batch=batch, seed=seed, threads=threads, lr=lr, warmup=warmup,
+                  keep_choices=tuple(_float(k, "--keep-choices") for k in _split(keep_choices, "--keep-choices")),
+                  init_from=str(init_from) if init_from else None, vision_steps=vision_steps, mc_share=mc_share,
+                  vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
+                  position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
+                  coordinate_weight=coordinate_weight, centroid_weight=centroid_weight, centre_weight=centre_weight)
+    if config is not None:
+        settings = _training_config(config, TrainConfig)
+        given = {k for k in chosen if ctx.get_parameter_source(k).name == "COMMANDLINE"}  # typer vendors click's enum
+        settings.update({k: v for k, v in chosen.items() if k in given})
+        chosen = settings
+    cfg = TrainConfig(**chosen)
+    if cfg.steps < 1 or cfg.batch < 1 or cfg.vision_steps < 0:
         raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
-    weights = dict(vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
-                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
-                   coordinate_weight=coordinate_weight, centroid_weight=centroid_weight,
-                   centre_weight=centre_weight)
-    negative = [f"--{k.replace('_', '-')}" for k, v in weights.items() if v < 0]
+    weights = ("vision_lr_scale", "track_weight", "option_weight", "position_weight", "readout_weight",
+               "endpoint_weight", "coordinate_weight", "centroid_weight", "centre_weight")
+    negative = [f"--{k.replace('_', '-')}" for k in weights if getattr(cfg, k) < 0]
     if negative:
         raise UsageError(f"{', '.join(negative)} must not be negative")
-    if not 0 <= mc_share <= 1:
+    if not 0 <= cfg.mc_share <= 1:
         raise UsageError("--mc-share must be a fraction in [0, 1]")
-    keeps = tuple(_float(k, "--keep-choices") for k in _split(keep_choices, "--keep-choices"))
-    if not all(0 < k <= 1 for k in keeps):
+    if not cfg.keep_choices or not all(0 < k <= 1 for k in cfg.keep_choices):
         raise UsageError("--keep-choices must be fractions in (0, 1]")
-    if init_from is not None and not (init_from / "config.json").is_file():
-        raise UsageError(f"--init-from: no checkpoint in {init_from}")
+    if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
+        raise UsageError(f"--init-from: no checkpoint in {cfg.init_from}")
     _quiet_transformers()
-    cfg = TrainConfig(steps=steps, batch=batch, seed=seed, threads=threads, lr=lr, warmup=warmup,
-                      keep_choices=keeps, init_from=str(init_from) if init_from else None,
-                      vision_steps=vision_steps, mc_share=mc_share, **weights)
     path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
     out.print(f"saved {path}")
+
+
+def _training_config(path: Path, config_type) -> dict:
+    """The settings in a training_config.json, checked against the fields of TrainConfig."""
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--config: cannot read {path}: {exc}") from None
+    if not isinstance(settings, dict):
+        raise UsageError(f"--config: {path} is not a JSON object of settings")
+    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise UsageError(f"--config: {path} has unknown settings: {', '.join(unknown)}")
+    for name, value in settings.items():
+        default = fields[name].default
+        if name == "keep_choices":
+            ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            settings[name] = tuple(value) if ok else value
+        elif default is None:  # init_from: a folder or nothing
+            ok = value is None or isinstance(value, str)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default)) and not isinstance(value, bool)
+        if not ok:
+            raise UsageError(f"--config: {name} in {path} has the wrong type: {value!r}")
+    return settings
 
 
 def _float(text: str, what: str) -> float:

@@ -565,7 +565,8 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
 
 
 def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
-    """Train from scratch and save the model (safetensors), tokenizer and processor to out_dir.
+    """Train from scratch and save the model (safetensors), tokenizer and processor to out_dir, after stage 0 and at
+    every evaluation as well as at the end (a stopped run keeps its last checkpoint; --init-from continues from it).
     Writes training_log.jsonl (loss and quick accuracy against wall-clock time) beside them."""
     out = Path(out_dir)
     torch.manual_seed(cfg.seed)
@@ -602,6 +603,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     log_file = log_path.open("w")
     if cfg.vision_steps:
         pretrain_vision(model, batcher, cfg, log, log_file)
+        save(model, out, cfg)
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = batcher.batch(cfg.batch)
@@ -636,9 +638,20 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 row["accuracy"] = quick_eval(model, batcher, cfg.eval_videos, seed=10_000_019)
             _write_row(row, log, log_file)
+        if step % cfg.eval_every == 0 and step < cfg.steps:
+            save(model, out, cfg)
     log_file.close()
+    save(model, out, cfg)
+    return out
+
+
+def save(model, out: Path, cfg: TrainConfig) -> None:
+    """Write the model as it stands (safetensors, SDPA in its config) and the run's config into out; training goes on
+    after it (eager attention again, train mode). Called at every evaluation, so a stopped run keeps its progress."""
+    was_training = model.training
     model.eval()
     model.model.language_model.set_attn_implementation("sdpa")
     model.save_pretrained(out, safe_serialization=True)
     (out / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    return out
+    model.model.language_model.set_attn_implementation("eager")
+    model.train(was_training)

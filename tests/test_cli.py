@@ -152,6 +152,37 @@ def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize("settings, says", [
+    ("{not json", "cannot read"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"steps": 2, "learning_rate": 0.1}', "unknown settings: learning_rate"),
+    ('{"steps": "many"}', "steps"),
+    ('{"keep_choices": 0.5}', "keep_choices"),
+    ('{"lr": true}', "lr"),
+    ('{"steps": 0}', "--steps"),
+    ('{"centre_weight": -1}', "--centre-weight"),
+    ('{"init_from": "/no/such/checkpoint"}', "--init-from"),
+])
+def test_train_rejects_a_bad_config_in_one_line(tmp_path, settings, says):
+    (tmp_path / "c.json").write_text(settings)
+    r = run("train", tmp_path / "out", "--config", tmp_path / "c.json")
+    assert r.exit_code == 2, r.output
+    assert says in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_takes_a_runs_settings_from_its_config_and_the_command_line_overrides_them(tmp_path):
+    settings = dict(steps=2, batch=2, frames=4, max_turns=2, warmup=1, eval_every=1000, log_every=1, threads=1,
+                    keep_choices=[1.0, 0.5], mc_share=0.9, readout_weight=2.0, seed=4)
+    (tmp_path / "c.json").write_text(json.dumps(settings))
+    r = run("train", tmp_path / "out", "--config", tmp_path / "c.json", "--steps", "3", "--seed", "5")
+    assert r.exit_code == 0, r.output
+    used = json.loads((tmp_path / "out" / "training_config.json").read_text())
+    assert {k: used[k] for k in settings} == {**settings, "steps": 3, "seed": 5}
+    assert [json.loads(x)["step"] for x in (tmp_path / "out" / "training_log.jsonl").read_text().splitlines()] == [
+        1, 2, 3]
+
+
 @pytest.mark.parametrize("video, question, answer", [
     ("red_circle.mp4", "what color is the circle?", "red"),
     ("red_circle.mp4", "what shape is the red object?", "circle"),

@@ -5,6 +5,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -86,6 +87,24 @@ def test_training_smoke_loss_goes_down(tmp_path):
     from stopcli.backbones import load_backbone
 
     load_backbone(str(tmp_path / "m"), torch.device("cpu"), torch.float32)  # loads through the normal path
+
+
+def test_a_stopped_run_keeps_its_last_checkpoint(tmp_path):
+    from stopcli.train import TrainConfig, train
+
+    def log(line):
+        if line.startswith("step=3 "):
+            raise KeyboardInterrupt  # the user stops the run at step 3
+    cfg = TrainConfig(steps=6, batch=2, warmup=1, eval_every=2, eval_videos=2, log_every=1, threads=1, frames=4,
+                      max_turns=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "m", cfg, log=log)
+    from stopcli.backbones import load_backbone
+
+    load_backbone(str(tmp_path / "m"), torch.device("cpu"), torch.float32)  # the step-2 checkpoint, as `stop ask` would
+    assert json.loads((tmp_path / "m" / "training_config.json").read_text())["steps"] == 6
+    rows = [json.loads(x) for x in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and "accuracy" in rows[1]  # the log up to the stop survives
 
 
 def test_peak_cells_mark_where_objects_surely_are():
