@@ -496,6 +496,9 @@ def _training_config(path: Path, config_type) -> dict:
             ok = isinstance(value, type(default)) and not isinstance(value, bool)
         if not ok:
             raise UsageError(f"--config: {name} in {path} has the wrong type: {value!r}")
+        # Sizes and counts the command line does not check: a zero would fail deep inside training.
+        if isinstance(default, int) and name not in ("seed", "vision_steps") and value < 1:
+            raise UsageError(f"--config: {name} in {path} must be at least 1, not {value!r}")
     return settings
 
 

@@ -159,7 +159,8 @@ def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
     ('{"steps": "many"}', "steps"),
     ('{"keep_choices": 0.5}', "keep_choices"),
     ('{"lr": true}', "lr"),
-    ('{"steps": 0}', "--steps"),
+    ('{"frames": 0}', "frames in"),
+    ('{"steps": 0}', "steps in"),
     ('{"centre_weight": -1}', "--centre-weight"),
     ('{"init_from": "/no/such/checkpoint"}', "--init-from"),
 ])
