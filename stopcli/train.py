@@ -566,7 +566,8 @@ def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[st
 
 def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train from scratch and save the model (safetensors), tokenizer and processor to out_dir, after stage 0 and at
-    every evaluation as well as at the end (a stopped run keeps its last checkpoint; --init-from continues from it).
+    every evaluation as well as at the end (a stopped run keeps its last checkpoint; a new run can start from it with
+    init_from, into another folder: this one's log would be rewritten).
     Writes training_log.jsonl (loss and quick accuracy against wall-clock time) beside them."""
     out = Path(out_dir)
     torch.manual_seed(cfg.seed)
