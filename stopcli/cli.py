@@ -409,6 +409,14 @@ def train(
                                      help="Fractions of visual tokens kept per batch, drawn at random, e.g. 1,0.1."),
     vision_steps: int = typer.Option(0, "--vision-steps",
                                      help="Stage 0: steps in which the vision tower alone learns colour and shape."),
+    vision_batch: int = typer.Option(8, "--vision-batch", help="Videos per stage-0 step."),
+    vision_frames: int = typer.Option(0, "--vision-frames",
+                                      help="Frames per video in stage 0 (0: as many as in training); fewer frames "
+                                           "show more videos for the same price."),
+    vision_place_from: int = typer.Option(1, "--vision-place-from",
+                                          help="Stage-0 step from which the place losses are on (shape first)."),
+    vision_cosine: bool = typer.Option(False, "--vision-cosine/--vision-constant",
+                                       help="Stage 0's learning rate decays to zero, or stays constant."),
     vision_lr_scale: float = typer.Option(1.0, "--vision-lr-scale",
                                           help="The vision tower's learning rate relative to --lr after stage 0."),
     track_weight: float = typer.Option(0.0, "--track-weight",
@@ -446,15 +454,20 @@ def train(
                   init_from=str(init_from) if init_from else None, vision_steps=vision_steps, mc_share=mc_share,
                   vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
-                  coordinate_weight=coordinate_weight, centroid_weight=centroid_weight, centre_weight=centre_weight)
+                  coordinate_weight=coordinate_weight, centroid_weight=centroid_weight, centre_weight=centre_weight,
+                  vision_batch=vision_batch, vision_frames=vision_frames, vision_place_from=vision_place_from, vision_cosine=vision_cosine)
     if config is not None:
         settings = _training_config(config, TrainConfig)
         given = {k for k in chosen if ctx.get_parameter_source(k).name == "COMMANDLINE"}  # typer vendors click's enum
         settings.update({k: v for k, v in chosen.items() if k in given})
         chosen = settings
     cfg = TrainConfig(**chosen)
-    if cfg.steps < 1 or cfg.batch < 1 or cfg.vision_steps < 0:
-        raise UsageError("--steps and --batch must be at least 1, --vision-steps at least 0")
+    small = [f"--{k.replace('_', '-')}" for k in ("steps", "batch", "threads", "warmup", "vision_batch") if getattr(cfg, k) < 1]
+    if small:
+        raise UsageError(f"{', '.join(small)} must be at least 1")
+    small = [f"--{k.replace('_', '-')}" for k in ("vision_steps", "vision_frames") if getattr(cfg, k) < 0]
+    if small:
+        raise UsageError(f"{', '.join(small)} must not be negative")
     weights = ("vision_lr_scale", "track_weight", "option_weight", "position_weight", "readout_weight",
                "endpoint_weight", "coordinate_weight", "centroid_weight", "centre_weight")
     negative = [f"--{k.replace('_', '-')}" for k in weights if getattr(cfg, k) < 0]
@@ -490,6 +503,8 @@ def _training_config(path: Path, config_type) -> dict:
             settings[name] = tuple(value) if ok else value
         elif default is None:  # init_from: a folder or nothing
             ok = value is None or isinstance(value, str)
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
         elif isinstance(default, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         else:
@@ -497,7 +512,8 @@ def _training_config(path: Path, config_type) -> dict:
         if not ok:
             raise UsageError(f"--config: {name} in {path} has the wrong type: {value!r}")
         # Sizes and counts the command line does not check: a zero would fail deep inside training.
-        if isinstance(default, int) and name not in ("seed", "vision_steps") and value < 1:
+        if (type(default) is int and name not in ("seed", "vision_steps", "vision_frames", "vision_place_from")
+                and value < 1):
             raise UsageError(f"--config: {name} in {path} must be at least 1, not {value!r}")
     return settings
 

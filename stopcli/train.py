@@ -68,6 +68,9 @@ class TrainConfig:
     vision_batch: int = 8
     vision_lr: float = 1e-3
     vision_lr_scale: float = 1.0  # the vision tower's learning rate relative to lr in the main stage
+    vision_frames: int = 0  # frames per video in stage 0 (0: frames); fewer frames, more videos for the same price
+    vision_place_from: int = 1  # stage-0 step from which the place losses are on (shape first, then place)
+    vision_cosine: bool = False  # stage 0's learning rate decays to zero (cosine) instead of staying constant
     track_weight: float = 0.0  # attention supervision: object tokens look back at the same object (motion)
     option_weight: float = 0.0  # attention supervision: a multiple-choice answer looks at the correct option's word
     position_weight: float = 1.0  # every visual token tells its row and column in the frame (motion needs it)
@@ -206,15 +209,16 @@ class Batcher:
                 return k + 3
         return None
 
-    def batch(self, n: int, single: bool = False, seed: int | None = None):
+    def batch(self, n: int, single: bool = False, seed: int | None = None, frames: int | None = None):
         rng = self.rng if seed is None else random.Random(seed)
+        frames = frames or self.cfg.frames
         h = rng.choice([64, 96, 128, 160])
         w = rng.choice([h, h, int(h * 4 / 3) // 2 * 2])
         scenes = [sample_scene(rng, h, w) for _ in range(n)]
-        video, masks, cls = render(scenes, self.cfg.frames, seed=rng.randrange(1 << 30))
+        video, masks, cls = render(scenes, frames, seed=rng.randrange(1 << 30))
         moves = torch.tensor([[list(MOVES).index(o.move) for o in sc.objects] + [0] * (3 - len(sc.objects))
                               for sc in scenes])
-        n_all = self.n_video - 1
+        n_all = frames * self.pooled ** 2
         keep = 1.0 if single else rng.choice(self.cfg.keep_choices)
         n_keep = max(1, round(keep * n_all))
         rows, qa_lists = [], []
@@ -533,35 +537,56 @@ def quick_eval(model, batcher: Batcher, n: int, seed: int) -> dict[str, float]:
 def pretrain_vision(model, batcher: Batcher, cfg: TrainConfig, log: Callable[[str], None], log_file) -> None:
     """Stage 0: the vision tower and projector learn, alone, the colour and the shape of the object in every pooled
     cell that surely holds one (Batcher.peak_cells), with a training-only linear head, and (position_weight > 0)
-    every cell's row and column. A from-scratch SigLIP learns
+    every cell's row and column, from step vision_place_from on. A from-scratch SigLIP learns
     colour at once but sits at chance on shape for ~700 steps before it starts to learn (bench/vision_probe.py), and
     with the language model attached that plateau is paid at the full step price; here a step costs the vision
-    side only. Plain Adam at a constant rate: the plateau is left faster without decay or clipping."""
+    side only. Adam without clipping, at a constant rate or (vision_cosine) decaying to zero; the log's
+    held-out shape accuracy is on fixed videos the run never trains on."""
     dim = model.config.text_config.hidden_size
     head = nn.Linear(dim, len(COLORS) + len(SHAPES))
     place = PositionHead(dim, batcher.pooled)
     params = list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters())
     opt = torch.optim.Adam(params + list(head.parameters()) + list(place.parameters()), lr=cfg.vision_lr)
+    decay = (lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.vision_steps))) if cfg.vision_cosine else (lambda s: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+    frames = cfg.vision_frames or cfg.frames
     start = time.perf_counter()
     for step in range(1, cfg.vision_steps + 1):
-        b = batcher.batch(cfg.vision_batch, single=True)
+        b = batcher.batch(cfg.vision_batch, single=True, frames=frames)
         sure = b["sure"]  # [B, N]
         visual = visual_tokens(model, b["pixels"])  # [B, N, D]
         logits = head(visual[sure])  # [K, colours + shapes]
         colour, shape = b["cells"][sure][:, 0], b["cells"][sure][:, 1]
         attributes = (F.cross_entropy(logits[:, :len(COLORS)], colour)
                       + F.cross_entropy(logits[:, len(COLORS):], shape))
-        places = place_losses(place, visual, cfg, b)
+        places = place_losses(place, visual, cfg, b) if step >= cfg.vision_place_from else {}
         loss = attributes + sum(weight * value for weight, value in places.values())
+        lr = sched.get_last_lr()[0]  # the rate of this step
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         if step % cfg.log_every == 0 or step in (1, cfg.vision_steps):
             acc = (logits[:, len(COLORS):].argmax(-1) == shape).float().mean().item()
             row = dict(stage="vision", step=step, minutes=round((time.perf_counter() - start) / 60, 2),
-                       vision_loss=attributes.item(), shape_accuracy=acc)
+                       vision_loss=attributes.item(), shape_accuracy=acc, lr=lr)
             row.update({name: value.item() for name, (_, value) in places.items()})
+            if step % (2 * cfg.eval_every) == 0 or step == cfg.vision_steps:
+                row["held_out_shape"] = _held_out_shape(model, head, batcher, frames)
             _write_row(row, log, log_file)
+
+
+@torch.no_grad()
+def _held_out_shape(model, head: nn.Module, batcher: Batcher, frames: int, videos: int = 64) -> float:
+    """Stage 0's shape accuracy over the cells that surely hold an object, on `videos` fixed held-out videos."""
+    hits = total = 0
+    for i in range(0, videos, 8):
+        b = batcher.batch(8, single=True, seed=20_000_003 + i, frames=frames)
+        sure = b["sure"]
+        pred = head(visual_tokens(model, b["pixels"])[sure])[:, len(COLORS):].argmax(-1)
+        hits += int((pred == b["cells"][sure][:, 1]).sum())
+        total += int(sure.sum())
+    return hits / max(total, 1)
 
 
 def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:

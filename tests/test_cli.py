@@ -130,6 +130,10 @@ def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
 
 @pytest.mark.parametrize("args, says", [
     (["--steps", "0"], "--steps"),
+    (["--warmup", "0"], "--warmup"),
+    (["--threads", "0"], "--threads"),
+    (["--vision-frames", "-1"], "--vision-frames"),
+    (["--vision-batch", "0"], "--vision-batch"),
     (["--vision-steps", "-1"], "--vision-steps"),
     (["--vision-lr-scale", "-0.5"], "--vision-lr-scale"),
     (["--track-weight", "-1"], "--track-weight"),
@@ -159,6 +163,8 @@ def test_train_rejects_bad_options_in_one_line(tmp_path, args, says):
     ('{"steps": "many"}', "steps"),
     ('{"keep_choices": 0.5}', "keep_choices"),
     ('{"lr": true}', "lr"),
+    ('{"vision_cosine": 1}', "vision_cosine"),
+    ('{"warmup": 0}', "warmup"),
     ('{"frames": 0}', "frames in"),
     ('{"steps": 0}', "steps in"),
     ('{"centre_weight": -1}', "--centre-weight"),
@@ -174,7 +180,8 @@ def test_train_rejects_a_bad_config_in_one_line(tmp_path, settings, says):
 
 def test_train_takes_a_runs_settings_from_its_config_and_the_command_line_overrides_them(tmp_path):
     settings = dict(steps=2, batch=2, frames=4, max_turns=2, warmup=1, eval_every=1000, log_every=1, threads=1,
-                    keep_choices=[1.0, 0.5], mc_share=0.9, readout_weight=2.0, seed=4)
+                    keep_choices=[1.0, 0.5], mc_share=0.9, readout_weight=2.0, seed=4,
+                    vision_cosine=True, vision_frames=0)
     (tmp_path / "c.json").write_text(json.dumps(settings))
     r = run("train", tmp_path / "out", "--config", tmp_path / "c.json", "--steps", "3", "--seed", "5")
     assert r.exit_code == 0, r.output

@@ -135,6 +135,31 @@ def test_vision_stage_runs_first_and_its_loss_goes_down(tmp_path):
     assert all(0 < r["position_loss"] < 2 * np.log(6) + 0.5 for r in rows[:40])
 
 
+def test_vision_stage_learns_shape_first_then_place_on_short_videos_with_a_decaying_rate(tmp_path):
+    from stopcli.train import TrainConfig, train
+
+    cfg = TrainConfig(steps=1, batch=2, vision_steps=20, vision_batch=4, vision_frames=2, vision_place_from=11,
+                      vision_cosine=True, vision_lr=3e-3, frames=4, log_every=1, eval_every=1000, eval_videos=2,
+                      threads=1, warmup=1, coordinate_weight=1.0)
+    train(tmp_path / "m", cfg, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()][:20]
+    assert [("position_loss" in r, "coordinate_loss" in r) for r in rows] == [(False, False)] * 10 + [(True, True)] * 10
+    lr = [r["lr"] for r in rows]
+    assert lr[0] == pytest.approx(3e-3) and all(a > b for a, b in zip(lr, lr[1:])) and lr[-1] < 0.01 * lr[0]
+    assert 0 <= rows[-1]["held_out_shape"] <= 1 and "held_out_shape" not in rows[0]
+
+
+def test_a_vision_batch_of_short_videos_has_their_frames_and_tokens():
+    from stopcli.train import Batcher, TrainConfig, load_model
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    batcher = Batcher(processor, model.config, TrainConfig(frames=8), seed=0)
+    b = batcher.batch(3, single=True, frames=2)
+    assert b["pixels"].shape == (3, 2, 3, 96, 96)
+    assert b["cells"].shape[:2] == b["sure"].shape == (3, 2 * 36) and int(b["kept"].max()) < 2 * 36
+    assert int((b["ids"] == model.config.video_token_id).sum(1)[0]) == 2 * 36 + 1
+
+
 def test_track_loss_rewards_looking_back_at_the_same_object():
     from stopcli.train import track_loss
 
