@@ -480,7 +480,7 @@ def train(
     if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
         raise UsageError(f"--init-from: no checkpoint in {cfg.init_from}")
     _quiet_transformers()
-    path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False))
+    path = run_training(out_dir, cfg, log=lambda line: err.print(line, markup=False, soft_wrap=True))
     out.print(f"saved {path}")
 
 

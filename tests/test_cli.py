@@ -189,6 +189,8 @@ def test_train_takes_a_runs_settings_from_its_config_and_the_command_line_overri
     assert {k: used[k] for k in settings} == {**settings, "steps": 3, "seed": 5}
     assert [json.loads(x)["step"] for x in (tmp_path / "out" / "training_log.jsonl").read_text().splitlines()] == [
         1, 2, 3]
+    rows = [line for line in r.stderr.splitlines() if line.startswith("step=")]
+    assert len(rows) == 3 and all("answer_loss=" in x and "lr=" in x for x in rows)  # one line per row, unwrapped
 
 
 @pytest.mark.parametrize("video, question, answer", [
