@@ -89,6 +89,27 @@ def test_training_smoke_loss_goes_down(tmp_path):
     load_backbone(str(tmp_path / "m"), torch.device("cpu"), torch.float32)  # loads through the normal path
 
 
+def test_training_is_reproducible_from_its_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    from stopcli.train import TrainConfig, train
+
+    cfg = TrainConfig(steps=3, batch=2, warmup=1, eval_every=2, eval_videos=2, log_every=1, threads=1, frames=4,
+                      max_turns=3, vision_steps=3, vision_batch=4, vision_frames=2, vision_place_from=2,
+                      vision_cosine=True, keep_choices=(1.0, 0.25), option_weight=1.0, readout_weight=1.0,
+                      coordinate_weight=1.0, endpoint_weight=1.0, centroid_weight=1.0, centre_weight=1.0, seed=7)
+    runs = [train(tmp_path / name, cfg, log=lambda s: None) for name in ("a", "b")]
+    weights = [load_file(run / "model.safetensors") for run in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    logs = [[{k: v for k, v in json.loads(x).items() if k != "minutes"}
+             for x in (run / "training_log.jsonl").read_text().splitlines()] for run in runs]
+    assert logs[0] == logs[1] and len(logs[0]) == 6
+    other = train(tmp_path / "c", TrainConfig(**{**cfg.__dict__, "seed": 8}), log=lambda s: None)
+    embed = "language_model.model.embed_tokens.weight"
+    assert not torch.equal(load_file(other / "model.safetensors")[embed], weights[0][embed])  # the seed matters
+
+
 def test_a_stopped_run_keeps_its_last_checkpoint(tmp_path):
     from stopcli.train import TrainConfig, train
 
