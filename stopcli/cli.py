@@ -455,14 +455,16 @@ def train(
                   vision_lr_scale=vision_lr_scale, track_weight=track_weight, option_weight=option_weight,
                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
                   coordinate_weight=coordinate_weight, centroid_weight=centroid_weight, centre_weight=centre_weight,
-                  vision_batch=vision_batch, vision_frames=vision_frames, vision_place_from=vision_place_from, vision_cosine=vision_cosine)
+                  vision_batch=vision_batch, vision_frames=vision_frames, vision_place_from=vision_place_from,
+                  vision_cosine=vision_cosine)
     if config is not None:
         settings = _training_config(config, TrainConfig)
         given = {k for k in chosen if ctx.get_parameter_source(k).name == "COMMANDLINE"}  # typer vendors click's enum
         settings.update({k: v for k, v in chosen.items() if k in given})
         chosen = settings
     cfg = TrainConfig(**chosen)
-    small = [f"--{k.replace('_', '-')}" for k in ("steps", "batch", "threads", "warmup", "vision_batch") if getattr(cfg, k) < 1]
+    small = [f"--{k.replace('_', '-')}" for k in ("steps", "batch", "threads", "warmup", "vision_batch")
+             if getattr(cfg, k) < 1]
     if small:
         raise UsageError(f"{', '.join(small)} must be at least 1")
     small = [f"--{k.replace('_', '-')}" for k in ("vision_steps", "vision_frames") if getattr(cfg, k) < 0]
@@ -512,8 +514,8 @@ def _training_config(path: Path, config_type) -> dict:
         if not ok:
             raise UsageError(f"--config: {name} in {path} has the wrong type: {value!r}")
         # Sizes and counts the command line does not check: a zero would fail deep inside training.
-        if (type(default) is int and name not in ("seed", "vision_steps", "vision_frames", "vision_place_from")
-                and value < 1):
+        counts = ("seed", "vision_steps", "vision_frames", "vision_place_from")  # 0 is meaningful for these
+        if type(default) is int and name not in counts and value < 1:
             raise UsageError(f"--config: {name} in {path} must be at least 1, not {value!r}")
     return settings
 

@@ -101,7 +101,6 @@ class Batcher:
         self.video_id = model_config.video_token_id
         grid = cfg.image_size // cfg.patch_size
         self.pooled = math.ceil(grid / 2)
-        self.n_video = cfg.frames * self.pooled ** 2 + 1
         self._cache: dict[str, list[int]] = {}
 
     def ids(self, text: str) -> list[int]:
