@@ -77,7 +77,7 @@ def probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     for i in range(0, videos, 16):
         b = batcher.batch(16, single=True, seed=seed + i)
         taps = _forward(model, b, layer=1)  # single questions keep every visual token
-        first, n = taps.video_at, taps.feats.shape[1] - 1
+        first, n = taps.visual.start, taps.feats.shape[1] - 1
         sure = b["sure"]  # [B, N]
         xs.append(taps.feats[:, :-1][sure])
         ys.append(b["cells"][sure][:, :3])
@@ -125,7 +125,8 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     states, labels, mass, heads, places = [], [], [], [], []
     for i in range(0, videos, 16):
         b = batcher.batch(16, seed=seed + i)  # unpruned: batcher_for keeps every visual token
-        taps = _forward(model, b, layer=max(1, model.config.text_config.num_hidden_layers // 2))
+        layer = max(1, model.config.text_config.num_hidden_layers // 2)
+        taps = _forward(model, b, layer=layer)
         f, obj, frame, first, last = _sightings(b, per_frame)
         for k, (row, at, o) in enumerate(f.tolist()):
             answer = int(b["labels"][row, at + 1])
@@ -134,7 +135,8 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
             ends = (obj[k] & (frame[k] == first[k, 0]), obj[k] & (frame[k] == last[k, 0]))
             states.append(torch.stack([h[row, at] for h in taps.states[:-1]]))  # [layers, D]
             labels.append(moves[answer])
-            mass.append([float((taps.attn[row, head, at] * end).sum()) for head, end in zip((2, 3), ends)])
+            mass.append([float((taps.attention[layer].rows(head, torch.tensor([row]), torch.tensor([at]), taps.visual)[0]
+                                * end).sum()) for head, end in zip((2, 3), ends)])
             heads.append(taps.context[row, at].view(model.config.text_config.num_attention_heads, -1)[2:4])
             c = b["centroids"][row, o]
             places.append(torch.stack([c[first[k, 0]], c[last[k, 0]]]))  # [2, 2] first / last centre
@@ -227,7 +229,6 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     torch.manual_seed(args.seed)
     model, processor = load_model(Path(args.model))
-    model.model.language_model.set_attn_implementation("eager")  # the probes tap attention (train._forward)
     console = Console()
     result = {"model": args.model, "probe": probe(model, batcher_for(model, processor, args.seed), args.videos,
                                                   args.seed)}

@@ -232,8 +232,8 @@ class Batcher:
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
         # [K, 3] (row, query position, target object or position) for the focus, option and letter supervision
-        focus, content, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]])
-                                            .reshape(-1, 3) for i in (2, 3, 4, 5))
+        focus, content, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]],
+                                                         dtype=torch.long).reshape(-1, 3) for i in (2, 3, 4, 5))
         coverage = self.coverage(masks)  # [B, O, T, P*P]
         centroids = self.centroids(masks)  # [B, O, T, 2]
         cover = coverage.flatten(2) > 0.2  # [B, O, N] cells each object covers
@@ -343,26 +343,74 @@ def _write_row(row: dict, log: Callable[[str], None], log_file) -> None:
 
 
 @dataclass
+class Attention:
+    """One language-model layer's attention probabilities, recomputed row by row where a loss needs them.
+
+    Either from the layer's queries and keys, q [B, H, L, hd] and k [B, Hkv, L, hd] after RoPE (what _forward
+    captures while every layer runs SDPA: eager attention would build all B * H * L * L probabilities of every layer,
+    half of a training step's time), or given outright as probs [B, H, L, L] (hand-checked tests). Causal: a query
+    sees the keys up to itself; padding only ever follows the real tokens, so no real query sees it."""
+    probs: torch.Tensor | None = None
+    q: torch.Tensor | None = None
+    k: torch.Tensor | None = None
+    scaling: float = 1.0
+
+    def rows(self, head: int, batch: torch.Tensor, query: torch.Tensor, keys: slice = slice(None)) -> torch.Tensor:
+        """[K, keys]: what query position query[i] of row batch[i] pays to each key in `keys`, in head `head`."""
+        if self.probs is not None:
+            return self.probs[batch, head, query][:, keys]
+        group = self.q.shape[1] // self.k.shape[1]
+        scores = torch.einsum("kd,kld->kl", self.q[batch, head, query], self.k[batch, head // group]) * self.scaling
+        later = torch.arange(self.k.shape[2]) > query[:, None]  # [K, L] keys after the query
+        return torch.softmax(scores.masked_fill(later, float("-inf")), -1)[:, keys]
+
+    def among(self, head: int, keys: slice) -> torch.Tensor:
+        """[B, n, n]: what each position in `keys` pays to each other one there, in head `head`."""
+        if self.probs is not None:
+            return self.probs[:, head, keys, keys]
+        group = self.q.shape[1] // self.k.shape[1]
+        q = self.q[:, head, keys]  # [B, n, hd]
+        scores = q @ self.k[:, head // group].transpose(1, 2) * self.scaling  # [B, n, L]
+        query = torch.arange(self.k.shape[2])[keys]  # [n] sequence positions of the queries
+        later = torch.arange(self.k.shape[2]) > query[:, None]
+        return torch.softmax(scores.masked_fill(later, float("-inf")), -1)[..., keys]
+
+
+@dataclass
 class Taps:
     """What one training forward pass exposes. logits [B, L, V]; feats: projected visual features [B, N+1, D]; with a
-    tapped layer m (the middle one): hidden [B, n, D] its input at the n visual tokens fed, attn [B, H, L, n] its
-    attention from every position to them, below [B, n, n] head 1 of layer m - 1 among them, last and first
-    [B, L, L] head 1 of the last and the first layer, states: every layer's input (HF hidden_states), video_at: the
-    sequence index of the first visual token. Tapping needs eager attention in the language model."""
+    tapped layer m (the middle one): hidden [B, n, D] its input at the n visual tokens fed, attention: the
+    Attention of layers 0, m - 1, m and the last, states: every layer's input (HF hidden_states), visual: the slice
+    of the sequence that holds the n visual tokens fed, context: [B, L, H * head_dim] layer m's heads' outputs,
+    before o_proj."""
     logits: torch.Tensor
     feats: torch.Tensor
     hidden: torch.Tensor | None = None
-    attn: torch.Tensor | None = None
-    below: torch.Tensor | None = None
-    last: torch.Tensor | None = None
-    first: torch.Tensor | None = None
+    attention: dict[int, Attention] | None = None
     states: tuple[torch.Tensor, ...] | None = None
-    video_at: int | None = None  # index of the first visual token in the sequence
-    context: torch.Tensor | None = None  # [B, L, H * head_dim] the tapped layer's heads' outputs, before o_proj
+    visual: slice | None = None
+    context: torch.Tensor | None = None
+
+
+def _capture_qk(store: dict, index: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook on a Qwen2 attention module: its queries and keys after RoPE, as the module computes them,
+    with their graph (the attention losses train q_proj and k_proj through them)."""
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+    hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # [B, L, D]
+    shape = (*hidden.shape[:-1], -1, module.head_dim)
+    q = module.q_proj(hidden).view(shape).transpose(1, 2)  # [B, H, L, hd]
+    k = module.k_proj(hidden).view(shape).transpose(1, 2)  # [B, Hkv, L, hd]
+    cos, sin = kwargs["position_embeddings"]
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    store[index] = Attention(q=q, k=k, scaling=module.scaling)
 
 
 def _forward(model, b: dict, layer: int | None = None) -> Taps:
-    """The model on a batch, feeding the language model only the batch's kept visual tokens; `layer` taps it."""
+    """The model on a batch, feeding the language model only the batch's kept visual tokens; `layer` taps it.
+    The language model keeps its SDPA attention; the attention that losses supervise is recomputed (Attention)."""
+    from functools import partial
+
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     feats = model.model.get_video_features(b["pixels"], vision_feature_layer=model.config.vision_feature_layer,
@@ -370,25 +418,26 @@ def _forward(model, b: dict, layer: int | None = None) -> Taps:
     kept = b["kept"]  # [B, n] visual tokens the language model gets this batch
     fed = torch.cat([torch.gather(feats[:, :-1], 1, kept[..., None].expand(-1, -1, feats.shape[-1])),
                      feats[:, -1:]], dim=1)
-    context = {}
-    hook = None if layer is None else model.model.language_model.layers[layer].self_attn.o_proj.register_forward_pre_hook(
-        lambda module, args: context.update(x=args[0]))
+    context, attention, hooks = {}, {}, []
+    if layer is not None:
+        layers = model.model.language_model.layers
+        hooks.append(layers[layer].self_attn.o_proj.register_forward_pre_hook(
+            lambda module, args: context.update(x=args[0])))
+        for i in sorted({0, layer - 1, layer, len(layers) - 1}):
+            hooks.append(layers[i].self_attn.register_forward_pre_hook(partial(_capture_qk, attention, i),
+                                                                       with_kwargs=True))
     try:
         out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
-                    output_attentions=layer is not None,
                     mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     finally:
-        if hook is not None:
+        for hook in hooks:
             hook.remove()
     if layer is None:
         return Taps(out.logits, feats)
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = kept.shape[1]
-    return Taps(out.logits, feats, hidden=out.hidden_states[layer][:, first:first + n],
-                attn=out.attentions[layer][..., first:first + n],
-                below=out.attentions[layer - 1][:, 1, first:first + n, first:first + n],
-                last=out.attentions[-1][:, 1], first=out.attentions[0][:, 1], states=out.hidden_states,
-                video_at=first, context=context["x"])
+    return Taps(out.logits, feats, hidden=out.hidden_states[layer][:, first:first + n], attention=attention,
+                states=out.hidden_states, visual=slice(first, first + n), context=context["x"])
 
 
 def readout_loss(model, states: tuple[torch.Tensor, ...], b: dict) -> torch.Tensor:
@@ -411,21 +460,22 @@ def _missed_mass(mass: torch.Tensor) -> torch.Tensor:
     return -torch.log(mass.clamp_min(1e-6)).mean()
 
 
-def option_loss(attn: torch.Tensor, b: dict, key: str = "options") -> torch.Tensor:
+def option_loss(attn: Attention, b: dict, key: str = "options") -> torch.Tensor:
     """Head 1 of the last layer, at the position that predicts a multiple-choice answer, should attend to the word of
     the correct option (key "options"); head 1 of the first layer, at every option's word, to its letter two tokens
-    back (key "letters"), so the word carries the letter the answer has to copy. -log of the mass on the target.
-    attn [B, L, L]."""
-    o = b[key]
+    back (key "letters"), so the word carries the letter the answer has to copy. -log of the mass on the target."""
+    o = b[key]  # [K, 3] (row, query position, target position)
+    rows = attn.rows(1, o[:, 0], o[:, 1])  # [K, L]
     if o.numel() == 0:
-        return attn.sum() * 0.0
-    return _missed_mass(attn[o[:, 0], o[:, 1], o[:, 2]])
+        return rows.sum() * 0.0
+    return _missed_mass(rows.gather(1, o[:, 2:]).squeeze(1))
 
 
-def track_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
+def track_loss(att: Attention, b: dict, per_frame: int, visual: slice = slice(None)) -> torch.Tensor:
     """Head 1 of the layer below the middle one, at every visual token of an object, should attend to the same
     object's tokens in earlier frames: the middle layer can then tell the object's motion from where it was and
-    where it is (causal attention only looks back). attn [B, n, n] among the kept visual tokens."""
+    where it is (causal attention only looks back). visual: where the kept visual tokens sit in the sequence."""
+    attn = att.among(1, visual)  # [B, n, n] among the kept visual tokens
     cover = b["cover"]  # [B, O, n]
     frame = b["kept"] // per_frame  # [B, n]
     owner, has = cover.float().argmax(1), cover.any(1)  # [B, n]
@@ -452,17 +502,15 @@ def _sightings(b: dict, per_frame: int):
     return f, obj, frame, first, last
 
 
-def endpoint_loss(attn: torch.Tensor, b: dict, per_frame: int) -> torch.Tensor:
+def endpoint_loss(attn: Attention, b: dict, per_frame: int, visual: slice = slice(None)) -> torch.Tensor:
     """Heads 2 and 3 of the middle layer, at the position that predicts an answer about one object, should attend to
     that object's tokens in the first and in the last frame it is seen in: the answer position then holds where the
-    object began and where it ended, and a motion is their difference. attn [B, H, L, n] to the kept visual tokens."""
+    object began and where it ended, and a motion is their difference. visual: where the kept visual tokens sit."""
     f, obj, frame, first, last = _sightings(b, per_frame)
-    if f.numel() == 0:
-        return attn.sum() * 0.0
-    loss = attn.new_zeros(())
+    loss = 0.0
     for head, target in ((2, obj & (frame == first)), (3, obj & (frame == last))):
-        mass = (attn[f[:, 0], head, f[:, 1]] * target).sum(-1)  # [K]
-        loss = loss + _missed_mass(mass)
+        rows = attn.rows(head, f[:, 0], f[:, 1], visual)  # [K, n]
+        loss = loss + (_missed_mass((rows * target).sum(-1)) if f.numel() else rows.sum() * 0.0)
     return loss
 
 
@@ -491,13 +539,14 @@ class CentroidHead(nn.Module):
                 + F.mse_loss(self.shift(output[f[:, 0], f[:, 1]]), end - start))
 
 
-def focus_loss(attn: torch.Tensor, b: dict) -> torch.Tensor:
+def focus_loss(attn: Attention, b: dict, visual: slice = slice(None)) -> torch.Tensor:
     """Head 0 of the middle layer, at the position that predicts an answer, should put its attention on the visual
-    tokens of the object the question is about (any object for 'how many'): -log of the mass it puts there."""
-    f = b["focus"]
+    tokens of the object the question is about (any object for 'how many'): -log of the mass it puts there.
+    visual: where the kept visual tokens sit in the sequence."""
+    f = b["focus"]  # [K, 3] (row, answer position, object or -1)
+    rows = attn.rows(0, f[:, 0], f[:, 1], visual)  # [K, n]
     if f.numel() == 0:
-        return attn.sum() * 0.0
-    rows = attn[f[:, 0], 0, f[:, 1]]  # [K, N]
+        return rows.sum() * 0.0
     cover = b["cover"]  # [B, O, N]
     target = torch.where((f[:, 2] >= 0)[:, None], cover[f[:, 0], f[:, 2].clamp_min(0)], cover[f[:, 0]].any(1))
     mass = (rows * target).sum(-1)
@@ -608,8 +657,6 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
                               tie_embeddings=True)
         model, processor = load_model(out)
     model.train()
-    # Training reads the language model's attention (focus loss): eager there; the saved config keeps SDPA.
-    model.model.language_model.set_attn_implementation("eager")
     batcher = Batcher(processor, model.config, cfg, seed=cfg.seed)
     heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
     place = PositionHead(model.config.text_config.hidden_size, batcher.pooled)
@@ -619,6 +666,7 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     params = (list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
               + list(place.parameters()) + list(centroid.parameters()))
     layer = max(1, cfg.text_layers // 2)
+    last = len(model.model.language_model.layers) - 1
     groups = [dict(params=[p for p in params if id(p) not in vision]),
               dict(params=[p for p in params if id(p) in vision], lr=cfg.lr * cfg.vision_lr_scale)]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -634,19 +682,22 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         b = batcher.batch(cfg.batch)
         taps = _forward(model, b, layer)
         answer, grounding = _losses(taps, heads, b)
-        focus = focus_loss(taps.attn, b)
+        att, visual = taps.attention, taps.visual
+        focus = focus_loss(att[layer], b, visual)
         loss = answer + cfg.aux_weight * grounding + cfg.focus_weight * focus
         extra = place_losses(place, taps.feats[:, :-1], cfg, b)  # the optional losses, by name, for the log
         if cfg.track_weight:
-            extra["track_loss"] = (cfg.track_weight, track_loss(taps.below, b, batcher.pooled ** 2))
+            extra["track_loss"] = (cfg.track_weight, track_loss(att[layer - 1], b, batcher.pooled ** 2,
+                                                                   visual))
         if cfg.endpoint_weight:
-            extra["endpoint_loss"] = (cfg.endpoint_weight, endpoint_loss(taps.attn, b, batcher.pooled ** 2))
+            extra["endpoint_loss"] = (cfg.endpoint_weight, endpoint_loss(att[layer], b, batcher.pooled ** 2,
+                                                                         visual))
         if cfg.centroid_weight:
             extra["centroid_loss"] = (cfg.centroid_weight, centroid.loss(taps.context, taps.states[layer + 1], b,
                                                                          batcher.pooled ** 2))
         if cfg.option_weight:
             extra["option_loss"] = (cfg.option_weight,
-                                    option_loss(taps.last, b) + option_loss(taps.first, b, "letters"))
+                                    option_loss(att[last], b) + option_loss(att[0], b, "letters"))
         if cfg.readout_weight:
             extra["readout_loss"] = (cfg.readout_weight, readout_loss(model, taps.states, b))
         for weight, value in extra.values():
@@ -671,12 +722,10 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
 
 
 def save(model, out: Path, cfg: TrainConfig) -> None:
-    """Write the model as it stands (safetensors, SDPA in its config) and the run's config into out; training goes on
-    after it (eager attention again, train mode). Called at every evaluation, so a stopped run keeps its progress."""
+    """Write the model as it stands (safetensors) and the run's config into out; training goes on after it (train
+    mode). Called at every evaluation, so a stopped run keeps its progress."""
     was_training = model.training
     model.eval()
-    model.model.language_model.set_attn_implementation("sdpa")
     model.save_pretrained(out, safe_serialization=True)
     (out / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    model.model.language_model.set_attn_implementation("eager")
     model.train(was_training)

@@ -182,26 +182,27 @@ def test_a_vision_batch_of_short_videos_has_their_frames_and_tokens():
 
 
 def test_track_loss_rewards_looking_back_at_the_same_object():
-    from stopcli.train import track_loss
+    from stopcli.train import Attention, track_loss
 
     # 2 frames of 2 cells: object 0 in cell 0 of both frames, object 1 in cell 1 of frame 1 only.
     kept = torch.tensor([[0, 1, 2, 3]])  # [B, n], per_frame = 2
     cover = torch.tensor([[[1, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]], dtype=torch.bool)  # [B, O, n]
     b = {"kept": kept, "cover": cover}
-    # Only token 2 (object 0, frame 1) has an earlier token of its object (token 0).
-    perfect = torch.zeros(1, 4, 4)
-    perfect[0, 2, 0] = 1.0
-    assert float(track_loss(perfect, b, per_frame=2)) < 1e-5
-    half = torch.zeros(1, 4, 4)
-    half[0, 2, :3] = torch.tensor([0.5, 0.25, 0.25])
-    assert abs(float(track_loss(half, b, per_frame=2)) - 0.6931) < 1e-3  # -log 0.5
-    elsewhere = torch.zeros(1, 4, 4)
-    elsewhere[0, 2, 1] = 1.0  # looks at background in frame 0
-    assert float(track_loss(elsewhere, b, per_frame=2)) > 10
+    # Only token 2 (object 0, frame 1) has an earlier token of its object (token 0). Head 1 is the supervised one.
+    perfect = torch.zeros(1, 2, 4, 4)
+    perfect[0, 1, 2, 0] = 1.0
+    assert float(track_loss(Attention(perfect), b, per_frame=2)) < 1e-5
+    assert float(track_loss(Attention(perfect.flip(1)), b, per_frame=2)) > 10  # head 0 looking there does not count
+    half = torch.zeros(1, 2, 4, 4)
+    half[0, 1, 2, :3] = torch.tensor([0.5, 0.25, 0.25])
+    assert abs(float(track_loss(Attention(half), b, per_frame=2)) - 0.6931) < 1e-3  # -log 0.5
+    elsewhere = torch.zeros(1, 2, 4, 4)
+    elsewhere[0, 1, 2, 1] = 1.0  # looks at background in frame 0
+    assert float(track_loss(Attention(elsewhere), b, per_frame=2)) > 10
 
 
 def test_option_targets_point_at_the_correct_options_word():
-    from stopcli.train import Batcher, TrainConfig, load_model, option_loss
+    from stopcli.train import Attention, Batcher, TrainConfig, load_model, option_loss
 
     model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
     batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6), seed=3)
@@ -216,12 +217,12 @@ def test_option_targets_point_at_the_correct_options_word():
         assert tok.convert_ids_to_tokens(b["ids"][row, [letter - 1, letter + 1]].tolist()) == ["(", ")"]
         words = {*COLORS, *SHAPES, *MOVES, "star"}  # star: the filler option of shape questions
         assert tok.convert_ids_to_tokens([int(b["ids"][row, word])])[0] in words
-    attn = torch.zeros(b["ids"].shape[0], b["ids"].shape[1], b["ids"].shape[1])
+    attn = torch.zeros(b["ids"].shape[0], 2, b["ids"].shape[1], b["ids"].shape[1])  # head 1 is the supervised one
     o = b["options"]
-    attn[o[:, 0], o[:, 1], o[:, 2]] = 1.0
-    assert float(option_loss(attn, b)) < 1e-5
-    attn[o[:, 0], o[:, 1], o[:, 2]] = 0.25
-    assert abs(float(option_loss(attn, b)) - 1.3863) < 1e-3  # -log 0.25
+    attn[o[:, 0], 1, o[:, 1], o[:, 2]] = 1.0
+    assert float(option_loss(Attention(attn), b)) < 1e-5
+    attn[o[:, 0], 1, o[:, 1], o[:, 2]] = 0.25
+    assert abs(float(option_loss(Attention(attn), b)) - 1.3863) < 1e-3  # -log 0.25
 
 
 def test_multiple_choice_share_sets_the_form_of_templates_two_to_four():
@@ -297,7 +298,6 @@ def test_readout_targets_are_the_answers_word_and_each_options_letter():
     # the targets' words and high when they hold other words.
     from stopcli.train import _forward
 
-    model.model.language_model.set_attn_implementation("eager")
     with torch.no_grad():
         taps = _forward(model, b, layer=2)
         embed = model.get_input_embeddings().weight
@@ -315,7 +315,7 @@ def test_readout_targets_are_the_answers_word_and_each_options_letter():
 
 
 def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
-    from stopcli.train import endpoint_loss
+    from stopcli.train import Attention, endpoint_loss
 
     # 3 frames of 2 cells; object 0 in cell 0 of frames 0-2, object 1 in cell 1 of frames 1-2; query at position 5.
     kept = torch.tensor([[0, 1, 2, 3, 4, 5]])
@@ -324,15 +324,15 @@ def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
     attn = torch.zeros(1, 4, 6, 6)
     attn[0, 2, 5, 3] = 1.0  # head 2: object 1's first sighting (frame 1)
     attn[0, 3, 5, 5] = 1.0  # head 3: its last (frame 2)
-    assert float(endpoint_loss(attn, b, per_frame=2)) < 1e-5
+    assert float(endpoint_loss(Attention(attn), b, per_frame=2)) < 1e-5
     swapped = attn[:, [0, 1, 3, 2]]
-    assert float(endpoint_loss(swapped, b, per_frame=2)) > 20
+    assert float(endpoint_loss(Attention(swapped), b, per_frame=2)) > 20
     half = torch.zeros(1, 4, 6, 6)
     half[0, 2, 5, [1, 3]] = 0.5  # half on the background
     half[0, 3, 5, 5] = 1.0
-    assert abs(float(endpoint_loss(half, b, per_frame=2)) - 0.6931) < 1e-3
+    assert abs(float(endpoint_loss(Attention(half), b, per_frame=2)) - 0.6931) < 1e-3
     b["kept"], b["cover"] = kept[:, :2], cover[:, :, :2]  # pruned: object 1 has no token left, nothing to ask
-    assert float(endpoint_loss(attn[..., :2], b, per_frame=2)) == 0.0
+    assert float(endpoint_loss(Attention(attn), b, per_frame=2, visual=slice(0, 2))) == 0.0
 
 
 def test_centroids_are_each_objects_centre_per_frame_in_frame_coordinates():
@@ -425,3 +425,54 @@ def test_coordinate_loss_is_the_places_squared_error_in_a_linear_code():
     mirrored = exact.clone()
     mirrored[:, 0] *= -1  # left and right swapped
     assert float(head.coordinate_loss(mirrored[None])) > 1
+
+
+def test_recomputed_attention_is_the_eager_attention_and_trains_the_same():
+    """Training keeps SDPA and recomputes the supervised attention rows from each tapped layer's queries and keys:
+    they must be transformers' own eager probabilities, and their loss must send the same gradients."""
+    from stopcli.train import Attention, Batcher, TrainConfig, _forward, focus_loss, load_model, option_loss, track_loss
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model.train()
+    batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6, mc_share=1.0), seed=5)
+    b = batcher.batch(4)
+    taps = _forward(model, b, layer=2)
+    att, visual = taps.attention, taps.visual
+    assert sorted(att) == [0, 1, 2, 3]
+    lm = model.model.language_model
+    lm.set_attn_implementation("eager")
+    try:
+        eager = model(input_ids=b["ids"], attention_mask=b["mask"], output_attentions=True,
+                      pixel_values_videos=b["pixels"]).attentions  # layers x [B, H, L, L]
+    finally:
+        lm.set_attn_implementation("sdpa")
+    f = b["focus"]
+    for layer in (0, 2, 3):
+        for head in range(4):
+            rows = att[layer].rows(head, f[:, 0], f[:, 1])
+            assert torch.allclose(rows, eager[layer][f[:, 0], head, f[:, 1]], atol=1e-5)
+    assert torch.allclose(att[1].among(1, visual), eager[1][:, 1, visual, visual], atol=1e-5)
+    assert torch.allclose(taps.logits, model(input_ids=b["ids"], attention_mask=b["mask"],
+                                             pixel_values_videos=b["pixels"]).logits, atol=1e-4)
+
+    def grads(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in lm.layers[2].self_attn.q_proj.parameters()]
+                         + [p.grad.flatten() for p in lm.layers[0].self_attn.k_proj.parameters()])
+
+    def total(a, vis):
+        return (focus_loss(a[2], b, vis) + option_loss(a[3], b) + option_loss(a[0], b, "letters")
+                + track_loss(a[1], b, batcher.pooled ** 2, vis))
+
+    recomputed = grads(total(att, visual))
+    lm.set_attn_implementation("eager")
+    try:
+        out = model(input_ids=b["ids"], attention_mask=b["mask"], output_attentions=True,
+                    pixel_values_videos=b["pixels"])
+    finally:
+        lm.set_attn_implementation("sdpa")
+    dense = {i: Attention(a) for i, a in enumerate(out.attentions)}
+    reference = grads(total(dense, visual))
+    assert recomputed.abs().max() > 0
+    assert torch.allclose(recomputed, reference, atol=1e-5, rtol=1e-3)
