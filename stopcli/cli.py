@@ -442,6 +442,9 @@ def train(
     centre_weight: float = typer.Option(0.0, "--centre-weight",
                                         help="Weight of the loss that makes every visual token of an object tell "
                                              "where that object's centre is (two numbers)."),
+    identity_weight: float = typer.Option(0.0, "--identity-weight",
+                                          help="Weight of the loss that makes the focus head's reading at an answer "
+                                               "tell its object's colour and shape."),
     mc_share: float = typer.Option(0.3, "--mc-share",
                                    help="How often colour/shape/direction questions take their multiple-choice form."),
 ) -> None:
@@ -456,7 +459,7 @@ def train(
                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
                   coordinate_weight=coordinate_weight, centroid_weight=centroid_weight, centre_weight=centre_weight,
                   vision_batch=vision_batch, vision_frames=vision_frames, vision_place_from=vision_place_from,
-                  vision_cosine=vision_cosine)
+                  vision_cosine=vision_cosine, identity_weight=identity_weight)
     if config is not None:
         settings = _training_config(config, TrainConfig)
         given = {k for k in chosen if ctx.get_parameter_source(k).name == "COMMANDLINE"}  # typer vendors click's enum
@@ -471,7 +474,7 @@ def train(
     if small:
         raise UsageError(f"{', '.join(small)} must not be negative")
     weights = ("vision_lr_scale", "track_weight", "option_weight", "position_weight", "readout_weight",
-               "endpoint_weight", "coordinate_weight", "centroid_weight", "centre_weight")
+               "endpoint_weight", "coordinate_weight", "centroid_weight", "centre_weight", "identity_weight")
     negative = [f"--{k.replace('_', '-')}" for k in weights if getattr(cfg, k) < 0]
     if negative:
         raise UsageError(f"{', '.join(negative)} must not be negative")

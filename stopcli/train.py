@@ -79,6 +79,7 @@ class TrainConfig:
     endpoint_weight: float = 0.0  # attention supervision: an answer looks at its object's first and last sighting
     centroid_weight: float = 0.0  # what those heads read is where the object began and ended; their difference
     centre_weight: float = 0.0  # every visual token of an object tells where that object's centre is (two numbers)
+    identity_weight: float = 0.0  # what the focus head reads at an answer tells its object's colour and shape
     mc_share: float = 0.3  # how often templates 2-4 take their multiple-choice form in training questions
 
 
@@ -244,6 +245,7 @@ class Batcher:
         score = cover.any(1).float() + 0.9 * torch.rand(cover.shape[0], n_all, generator=g)
         kept = torch.topk(score, n_keep, dim=1).indices.sort(dim=1).values  # [B, n_keep]
         return dict(pixels=self.pixels(video), ids=ids, labels=labels, mask=mask, cells=cells, sure=sure, qas=qa_lists,
+                    objects=cls,
                     focus=focus, content=content, options=options, letters=letters, kept=kept, centroids=centroids,
                     centres=self.cell_centres(coverage, centroids),
                     cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
@@ -539,6 +541,31 @@ class CentroidHead(nn.Module):
                 + F.mse_loss(self.shift(output[f[:, 0], f[:, 1]]), end - start))
 
 
+class IdentityHead(nn.Module):
+    """Training-only: what head 0 of the middle layer (the focus head) reads at the position that predicts an answer
+    about one object tells that object's colour and shape, scored against the word embeddings as the grounding heads
+    score visual tokens. The focus loss says where to look, the grounding losses what a token holds, the read-out
+    loss what the answer position must hold; this supervises the link between them, the copy of the object's colour
+    and shape into the answer position, as the centroid loss does for its place."""
+
+    def __init__(self, head_dim: int, dim: int) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.linear = nn.Linear(head_dim, dim)
+
+    def loss(self, context: torch.Tensor, heads: GroundingHeads, b: dict) -> torch.Tensor:
+        """Cross-entropy of colour plus shape. context [B, L, H * head_dim] (the heads' outputs before o_proj),
+        b["objects"] [B, O, 2] each object's colour and shape index."""
+        f = b["focus"][b["focus"][:, 2] >= 0]  # [K, 3] (row, answer position, object)
+        f = f[b["cover"][f[:, 0], f[:, 2]].any(-1)]  # its tokens survived pruning
+        x = self.linear(context[f[:, 0], f[:, 1], :self.head_dim])  # [K, D] what head 0 read
+        if f.numel() == 0:
+            return x.sum() * 0.0
+        target = b["objects"][f[:, 0], f[:, 2]]  # [K, 2]
+        return (F.cross_entropy(heads.logits("color", x), target[:, 0])
+                + F.cross_entropy(heads.logits("shape", x), target[:, 1]))
+
+
 def focus_loss(attn: Attention, b: dict, visual: slice = slice(None)) -> torch.Tensor:
     """Head 0 of the middle layer, at the position that predicts an answer, should put its attention on the visual
     tokens of the object the question is about (any object for 'how many'): -log of the mass it puts there.
@@ -662,9 +689,10 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
     place = PositionHead(model.config.text_config.hidden_size, batcher.pooled)
     text = model.config.text_config
     centroid = CentroidHead(text.hidden_size // text.num_attention_heads, text.hidden_size)
+    identity = IdentityHead(text.hidden_size // text.num_attention_heads, text.hidden_size)
     vision = {id(p) for p in model.model.vision_tower.parameters()}
     params = (list(model.parameters()) + [p for n, p in heads.named_parameters() if not n.startswith("embed.")]
-              + list(place.parameters()) + list(centroid.parameters()))
+              + list(place.parameters()) + list(centroid.parameters()) + list(identity.parameters()))
     layer = max(1, cfg.text_layers // 2)
     last = len(model.model.language_model.layers) - 1
     groups = [dict(params=[p for p in params if id(p) not in vision]),
@@ -695,6 +723,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, log: Callable[[str], None] = pr
         if cfg.centroid_weight:
             extra["centroid_loss"] = (cfg.centroid_weight, centroid.loss(taps.context, taps.states[layer + 1], b,
                                                                          batcher.pooled ** 2))
+        if cfg.identity_weight:
+            extra["identity_loss"] = (cfg.identity_weight, identity.loss(taps.context, heads, b))
         if cfg.option_weight:
             extra["option_loss"] = (cfg.option_weight,
                                     option_loss(att[last], b) + option_loss(att[0], b, "letters"))

@@ -97,7 +97,8 @@ def test_training_is_reproducible_from_its_seed(tmp_path):
     cfg = TrainConfig(steps=3, batch=2, warmup=1, eval_every=2, eval_videos=2, log_every=1, threads=1, frames=4,
                       max_turns=3, vision_steps=3, vision_batch=4, vision_frames=2, vision_place_from=2,
                       vision_cosine=True, keep_choices=(1.0, 0.25), option_weight=1.0, readout_weight=1.0,
-                      coordinate_weight=1.0, endpoint_weight=1.0, centroid_weight=1.0, centre_weight=1.0, seed=7)
+                      coordinate_weight=1.0, endpoint_weight=1.0, centroid_weight=1.0, centre_weight=1.0, identity_weight=1.0,
+                      seed=7)
     runs = [train(tmp_path / name, cfg, log=lambda s: None) for name in ("a", "b")]
     weights = [load_file(run / "model.safetensors") for run in runs]
     assert weights[0].keys() == weights[1].keys()
@@ -476,3 +477,34 @@ def test_recomputed_attention_is_the_eager_attention_and_trains_the_same():
     reference = grads(total(dense, visual))
     assert recomputed.abs().max() > 0
     assert torch.allclose(recomputed, reference, atol=1e-5, rtol=1e-3)
+
+
+@torch.no_grad()
+def test_identity_loss_wants_the_focus_heads_reading_to_name_the_asked_objects_colour_and_shape():
+    from stopcli.train import GroundingHeads, IdentityHead, load_model
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
+    heads.scale.fill_(20.0)
+    embed = model.get_input_embeddings().weight
+    word = lambda w: embed[processor.tokenizer.convert_tokens_to_ids(w)]  # noqa: E731
+    head = IdentityHead(head_dim=2, dim=embed.shape[1])
+    head.linear.bias.zero_()
+    # A one-hot reading [1, 0] means "a red circle", [0, 1] "a blue square".
+    head.linear.weight.copy_(torch.stack([word("red") + word("circle"), word("blue") + word("square")], 1))
+    objects = torch.tensor([[[list(COLORS).index("red"), SHAPES.index("circle")],
+                             [list(COLORS).index("blue"), SHAPES.index("square")], [-1, -1]]])  # [1, O, 2]
+    cover = torch.tensor([[[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 0, 0]]], dtype=torch.bool)  # [1, O, n]
+    b = {"objects": objects, "cover": cover, "focus": torch.tensor([[0, 5, 1], [0, 5, -1]])}  # about object 1
+    context = torch.zeros(1, 6, 8)  # 4 heads of 2
+    context[0, 5, :2] = torch.tensor([0.0, 1.0])  # head 0 read the blue square
+    right = float(head.loss(context, heads, b))
+    wrong = float(head.loss(context[..., [1, 0, 2, 3, 4, 5, 6, 7]], heads, b))  # it read the red circle
+    elsewhere = context.clone()
+    elsewhere[0, 5, :2] = 0.0
+    elsewhere[0, 5, 2:4] = torch.tensor([0.0, 1.0])  # head 1 read it: does not count
+    assert right < 0.05 and wrong > right + 5, (right, wrong)
+    assert float(head.loss(elsewhere, heads, b)) > right + 1
+    b["cover"] = cover.clone()
+    b["cover"][0, 1] = False  # object 1 pruned away: nothing to read, nothing asked
+    assert float(head.loss(context, heads, b)) == 0.0
