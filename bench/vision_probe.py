@@ -123,9 +123,9 @@ def direction_probe(model, batcher: Batcher, videos: int, seed: int) -> dict:
     per_frame = batcher.pooled ** 2
     moves = {batcher.ids(m)[0]: k for k, m in enumerate(MOVES)}  # answer token id -> MOVES index
     states, labels, mass, heads, places = [], [], [], [], []
+    layer = max(1, model.config.text_config.num_hidden_layers // 2)
     for i in range(0, videos, 16):
         b = batcher.batch(16, seed=seed + i)  # unpruned: batcher_for keeps every visual token
-        layer = max(1, model.config.text_config.num_hidden_layers // 2)
         taps = _forward(model, b, layer=layer)
         f, obj, frame, first, last = _sightings(b, per_frame)
         for k, (row, at, o) in enumerate(f.tolist()):

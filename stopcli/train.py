@@ -361,21 +361,24 @@ class Attention:
         """[K, keys]: what query position query[i] of row batch[i] pays to each key in `keys`, in head `head`."""
         if self.probs is not None:
             return self.probs[batch, head, query][:, keys]
-        group = self.q.shape[1] // self.k.shape[1]
-        scores = torch.einsum("kd,kld->kl", self.q[batch, head, query], self.k[batch, head // group]) * self.scaling
-        later = torch.arange(self.k.shape[2]) > query[:, None]  # [K, L] keys after the query
-        return torch.softmax(scores.masked_fill(later, float("-inf")), -1)[:, keys]
+        scores = torch.einsum("kd,kld->kl", self.q[batch, head, query], self._keys(head)[batch])  # [K, L]
+        return self._softmax(scores, query)[:, keys]
 
     def among(self, head: int, keys: slice) -> torch.Tensor:
         """[B, n, n]: what each position in `keys` pays to each other one there, in head `head`."""
         if self.probs is not None:
             return self.probs[:, head, keys, keys]
-        group = self.q.shape[1] // self.k.shape[1]
-        q = self.q[:, head, keys]  # [B, n, hd]
-        scores = q @ self.k[:, head // group].transpose(1, 2) * self.scaling  # [B, n, L]
-        query = torch.arange(self.k.shape[2])[keys]  # [n] sequence positions of the queries
-        later = torch.arange(self.k.shape[2]) > query[:, None]
-        return torch.softmax(scores.masked_fill(later, float("-inf")), -1)[..., keys]
+        scores = self.q[:, head, keys] @ self._keys(head).transpose(1, 2)  # [B, n, L]
+        return self._softmax(scores, torch.arange(self.k.shape[2])[keys])[..., keys]
+
+    def _keys(self, head: int) -> torch.Tensor:
+        """[B, L, hd]: the keys query head `head` reads (grouped-query attention shares a key head)."""
+        return self.k[:, head // (self.q.shape[1] // self.k.shape[1])]
+
+    def _softmax(self, scores: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Scaled, causal softmax of raw scores [..., Q, L] whose queries sit at sequence positions query [Q]."""
+        later = torch.arange(scores.shape[-1]) > query[:, None]  # [Q, L] keys after each query
+        return torch.softmax((scores * self.scaling).masked_fill(later, float("-inf")), -1)
 
 
 @dataclass
@@ -438,8 +441,9 @@ def _forward(model, b: dict, layer: int | None = None) -> Taps:
         return Taps(out.logits, feats)
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])
     n = kept.shape[1]
-    return Taps(out.logits, feats, hidden=out.hidden_states[layer][:, first:first + n], attention=attention,
-                states=out.hidden_states, visual=slice(first, first + n), context=context["x"])
+    visual = slice(first, first + n)
+    return Taps(out.logits, feats, hidden=out.hidden_states[layer][:, visual], attention=attention,
+                states=out.hidden_states, visual=visual, context=context["x"])
 
 
 def readout_loss(model, states: tuple[torch.Tensor, ...], b: dict) -> torch.Tensor:
