@@ -447,6 +447,10 @@ def train(
                                                "tell its object's colour and shape."),
     mc_share: float = typer.Option(0.3, "--mc-share",
                                    help="How often colour/shape/direction questions take their multiple-choice form."),
+    branch_turns: int = typer.Option(0, "--branch-turns",
+                                     help="Ask each training video up to this many questions (every one that applies), "
+                                          "each seeing the video alone, as if asked first (0: one conversation of "
+                                          "1-6 turns)."),
 ) -> None:
     """Train the embedded tiny model on the synthetic world (CPU; see stopcli/train.py)."""
     from .train import TrainConfig
@@ -459,7 +463,7 @@ def train(
                   position_weight=position_weight, readout_weight=readout_weight, endpoint_weight=endpoint_weight,
                   coordinate_weight=coordinate_weight, centroid_weight=centroid_weight, centre_weight=centre_weight,
                   vision_batch=vision_batch, vision_frames=vision_frames, vision_place_from=vision_place_from,
-                  vision_cosine=vision_cosine, identity_weight=identity_weight)
+                  vision_cosine=vision_cosine, identity_weight=identity_weight, branch_turns=branch_turns)
     if config is not None:
         settings = _training_config(config, TrainConfig)
         given = {k for k in chosen if ctx.get_parameter_source(k).name == "COMMANDLINE"}  # typer vendors click's enum
@@ -470,7 +474,8 @@ def train(
              if getattr(cfg, k) < 1]
     if small:
         raise UsageError(f"{', '.join(small)} must be at least 1")
-    small = [f"--{k.replace('_', '-')}" for k in ("vision_steps", "vision_frames") if getattr(cfg, k) < 0]
+    small = [f"--{k.replace('_', '-')}" for k in ("vision_steps", "vision_frames", "branch_turns")
+             if getattr(cfg, k) < 0]
     if small:
         raise UsageError(f"{', '.join(small)} must not be negative")
     weights = ("vision_lr_scale", "track_weight", "option_weight", "position_weight", "readout_weight",

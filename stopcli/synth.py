@@ -211,6 +211,44 @@ def questions(scene: Scene, rng: random.Random, mc: float = 0.3) -> list[QA]:
     return out
 
 
+def every_question(scene: Scene, rng: random.Random, mc: float = 0.3) -> list[QA]:
+    """Every instance of every template that applies to the scene: existence of each object and of as many absent
+    colour-shape pairs (half of them sharing a colour or a shape with an object), the colour of each object whose
+    shape is unique, the shape of each whose colour is unique, each object's direction and end visibility, and the
+    count. Training asks a video many questions at once; templates 2-4 take their multiple-choice form with
+    probability `mc`."""
+    objs = scene.objects
+    out = [QA(f"is there a {o.color} {o.shape} in the video?", "yes", "exist", target=j) for j, o in enumerate(objs)]
+    present = {(o.color, o.shape) for o in objs}
+    absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+    near = [(c, s) for c, s in absent if any(c == o.color or s == o.shape for o in objs)]
+    far = [pair for pair in absent if pair not in near]
+    rng.shuffle(near)
+    rng.shuffle(far)
+    n_near = sum(rng.random() < 0.5 for _ in objs)
+    picked = near[:n_near] + far[:len(objs) - n_near]
+    picked += [pair for pair in near + far if pair not in picked][:len(objs) - len(picked)]
+    out += [QA(f"is there a {c} {s} in the video?", "no", "exist") for c, s in picked]
+    shapes = [o.shape for o in objs]
+    colors = [o.color for o in objs]
+    for j, o in enumerate(objs):
+        if shapes.count(o.shape) == 1:
+            q = f"what color is the {o.shape}?"
+            out.append(_mc(rng, q, o.color, list(COLORS), "color", j) if rng.random() < mc
+                       else QA(q, o.color, "color", target=j))
+        if colors.count(o.color) == 1:
+            q = f"what shape is the {o.color} object?"
+            out.append(_mc(rng, q, o.shape, list(SHAPES) + ["star"], "shape", j) if rng.random() < mc
+                       else QA(q, o.shape, "shape", target=j))
+        q = f"which direction does the {o.color} {o.shape} move?"
+        out.append(_mc(rng, q, o.move, list(MOVES), "direction", j) if rng.random() < mc
+                   else QA(q, o.move, "direction", target=j))
+        out.append(QA(f"is the {o.color} {o.shape} visible at the end of the video?",
+                      "yes" if o.visible_at(1.0) else "no", "visible_end", target=j))
+    out.append(QA("how many objects are there?", NUMBERS[len(objs)], "count", target=-1))
+    return out
+
+
 def generate(out_dir: str | Path, n: int, seed: int = 0, frames: int = 16, fps: int = 8) -> Path:
     """Write n videos and one question per video (types cycled so every type is covered) to out_dir, with
     annotations.jsonl in the bench format and scenes.jsonl describing each video. Returns the annotations path."""

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .synth import COLORS, LETTERS, MOVES, SHAPES, questions, render, sample_scene
+from .synth import COLORS, LETTERS, MOVES, SHAPES, every_question, questions, render, sample_scene
 from .tiny import build_llava_onevision
 
 
@@ -81,6 +81,9 @@ class TrainConfig:
     centre_weight: float = 0.0  # every visual token of an object tells where that object's centre is (two numbers)
     identity_weight: float = 0.0  # what the focus head reads at an answer tells its object's colour and shape
     mc_share: float = 0.3  # how often templates 2-4 take their multiple-choice form in training questions
+    branch_turns: int = 0  # >0: each video is asked up to this many of every question that applies, each one seeing
+    # the video alone (a branch after the shared video prefix, at the positions of a first question), not the
+    # earlier turns; 0: 1..max_turns turns of one conversation
 
 
 def load_model(path: Path):
@@ -171,19 +174,33 @@ class Batcher:
         top = cover.amax(-1, keepdim=True)
         return (((cover == top) & (top > 0.05)) | (cover >= 0.5)).any(1).flatten(1)
 
-    def turns(self, qas, single: bool, n_video: int):
+    def turns(self, qas, single: bool, n_video: int, branch: bool = False):
         """Token ids, labels, and per turn: (position that predicts the answer, object it is about), (that position,
         id of the answer's content word: the correct option's word for multiple choice), and for multiple choice
-        (that position, position of the correct option's word) and (each option word's position, its letter's)."""
-        k = 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
-        ids, labels, focus, content, options, letters = [], [], [], [], [], []
+        (that position, position of the correct option's word) and (each option word's position, its letter's);
+        then every token's position id and segment (branch: 0 for the shared prefix up to the video's end, i + 1 for
+        the tokens of question i, which see the prefix and their own segment only; otherwise one segment, 0)."""
+        k = len(qas) if branch else 1 if single else self.rng.randint(1, min(self.cfg.max_turns, len(qas)))
+        ids, labels, focus, content, options, letters, positions, segments = [], [], [], [], [], [], [], []
         for i, qa in enumerate(qas[:k]):
-            head = f"<|im_start|>user\n{'<video>' + chr(10) if i == 0 else ''}{qa.question}<|im_end|>\n" \
+            first = i == 0 or branch
+            head = f"<|im_start|>user\n{'<video>' + chr(10) if first else ''}{qa.question}<|im_end|>\n" \
                    f"<|im_start|>assistant\n"
             prompt = self.ids(head)
-            if i == 0:
+            if first:
                 at = prompt.index(self.video_id)
                 prompt = prompt[:at] + [self.video_id] * n_video + prompt[at + 1:]
+            if branch:
+                shared = at + n_video + len(self.ids("\n"))  # the prefix every question shares: up to the video's end
+                if i == 0:
+                    positions += list(range(shared))
+                    segments += [0] * shared
+                    ids += prompt[:shared]
+                    labels += [-100] * shared
+                prompt = prompt[shared:]
+                begin = shared
+            else:
+                begin = len(ids)
             answer = self.ids(f"{qa.answer}<|im_end|>\n")
             if qa.target is not None:
                 focus.append((len(ids) + len(prompt) - 1, qa.target))
@@ -199,7 +216,9 @@ class Batcher:
                         letters.append((len(ids) + at, len(ids) + at - 2))
             ids += prompt + answer
             labels += [-100] * len(prompt) + answer
-        return ids, labels, focus, content, options, letters
+            positions += list(range(begin, begin + len(prompt) + len(answer)))
+            segments += [i + 1 if branch else 0] * (len(prompt) + len(answer))
+        return ids, labels, focus, content, options, letters, positions, segments
 
     def _option_word(self, prompt: list[int], letter: str) -> int | None:
         """Index in `prompt` of the word that follows "( letter )"."""
@@ -221,17 +240,23 @@ class Batcher:
         n_all = frames * self.pooled ** 2
         keep = 1.0 if single else rng.choice(self.cfg.keep_choices)
         n_keep = max(1, round(keep * n_all))
+        branch = self.cfg.branch_turns > 0 and not single
         rows, qa_lists = [], []
         for sc in scenes:
-            qas = questions(sc, rng, mc=self.cfg.mc_share)
+            qas = (every_question if branch else questions)(sc, rng, mc=self.cfg.mc_share)
             rng.shuffle(qas)
+            qas = qas[:self.cfg.branch_turns] if branch else qas
             qa_lists.append(qas)
-            rows.append(self.turns(qas, single, n_keep + 1))
+            rows.append(self.turns(qas, single, n_keep + 1, branch))
         length = max(len(r[0]) for r in rows)
         pad = self.tok.pad_token_id
         ids = torch.tensor([r[0] + [pad] * (length - len(r[0])) for r in rows])
         labels = torch.tensor([r[1] + [-100] * (length - len(r[1])) for r in rows])
         mask = torch.tensor([[1] * len(r[0]) + [0] * (length - len(r[0])) for r in rows])
+        extra = {}
+        if branch:  # position ids [B, L] and segments [B, L] (padding: -1)
+            extra["positions"] = torch.tensor([r[6] + [0] * (length - len(r[6])) for r in rows])
+            extra["segments"] = torch.tensor([r[7] + [-1] * (length - len(r[7])) for r in rows])
         # [K, 3] (row, query position, target object or position) for the focus, option and letter supervision
         focus, content, options, letters = (torch.tensor([[b_, p, o] for b_, r in enumerate(rows) for p, o in r[i]],
                                                          dtype=torch.long).reshape(-1, 3) for i in (2, 3, 4, 5))
@@ -249,7 +274,7 @@ class Batcher:
                     focus=focus, content=content, options=options, letters=letters, kept=kept, centroids=centroids,
                     centres=self.cell_centres(coverage, centroids),
                     cover=torch.gather(cover, 2, kept[:, None].expand(-1, cover.shape[1], -1)),
-                    cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])))
+                    cells_kept=torch.gather(cells, 1, kept[..., None].expand(-1, -1, cells.shape[-1])), **extra)
 
 
 class GroundingHeads(nn.Module):
@@ -356,12 +381,16 @@ class Attention:
     q: torch.Tensor | None = None
     k: torch.Tensor | None = None
     scaling: float = 1.0
+    segments: torch.Tensor | None = None  # [B, L] branch training (Batcher.turns): a query sees segment 0 and its own
 
     def rows(self, head: int, batch: torch.Tensor, query: torch.Tensor, keys: slice = slice(None)) -> torch.Tensor:
         """[K, keys]: what query position query[i] of row batch[i] pays to each key in `keys`, in head `head`."""
         if self.probs is not None:
             return self.probs[batch, head, query][:, keys]
         scores = torch.einsum("kd,kld->kl", self.q[batch, head, query], self._keys(head)[batch])  # [K, L]
+        if self.segments is not None:  # keys of the other questions' branches are hidden
+            seg = self.segments[batch]  # [K, L]
+            scores = scores.masked_fill((seg != 0) & (seg != seg.gather(1, query[:, None])), float("-inf"))
         return self._softmax(scores, query)[:, keys]
 
     def among(self, head: int, keys: slice) -> torch.Tensor:
@@ -411,6 +440,17 @@ def _capture_qk(store: dict, index: int, module: nn.Module, args: tuple, kwargs:
     store[index] = Attention(q=q, k=k, scaling=module.scaling)
 
 
+def branch_mask(segments: torch.Tensor) -> torch.Tensor:
+    """segments [B, L] (0: the shared prefix, i > 0: question i's branch, -1: padding) -> [B, 1, L, L] bool, True
+    where a query may attend to a key: earlier or itself, and in the prefix or its own branch. Padding sees only
+    itself (a row with no key at all would be NaN)."""
+    n = segments.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()  # [L, L]
+    query, key = segments[:, :, None], segments[:, None, :]  # [B, L, 1], [B, 1, L]
+    allowed = causal & (((key == 0) & (query >= 0)) | (key == query))
+    return allowed[:, None]
+
+
 def _forward(model, b: dict, layer: int | None = None) -> Taps:
     """The model on a batch, feeding the language model only the batch's kept visual tokens; `layer` taps it.
     The language model keeps its SDPA attention; the attention that losses supervise is recomputed (Attention)."""
@@ -431,12 +471,18 @@ def _forward(model, b: dict, layer: int | None = None) -> Taps:
         for i in sorted({0, layer - 1, layer, len(layers) - 1}):
             hooks.append(layers[i].self_attn.register_forward_pre_hook(partial(_capture_qk, attention, i),
                                                                        with_kwargs=True))
+    mask, positions = b["mask"], None
+    if "segments" in b:  # branch training: each question sees the shared prefix and itself
+        mask, positions = branch_mask(b["segments"]), b["positions"]
     try:
-        out = model(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=layer is not None,
+        out = model(input_ids=b["ids"], attention_mask=mask, position_ids=positions,
+                    output_hidden_states=layer is not None,
                     mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=fed)})
     finally:
         for hook in hooks:
             hook.remove()
+    for att in attention.values():
+        att.segments = b.get("segments")
     if layer is None:
         return Taps(out.logits, feats)
     first = int((b["ids"][0] == model.config.video_token_id).nonzero()[0])

@@ -508,3 +508,71 @@ def test_identity_loss_wants_the_focus_heads_reading_to_name_the_asked_objects_c
     b["cover"] = cover.clone()
     b["cover"][0, 1] = False  # object 1 pruned away: nothing to read, nothing asked
     assert float(head.loss(context, heads, b)) == 0.0
+
+
+def test_every_question_asks_each_template_about_each_object_with_true_answers():
+    from stopcli.synth import every_question
+
+    rng = random.Random(7)
+    for _ in range(100):
+        sc = sample_scene(rng)
+        objs = sc.objects
+        qas = every_question(sc, rng, mc=0.5)
+        assert len({qa.question for qa in qas}) == len(qas)  # no question twice
+        by = lambda kind: [qa for qa in qas if qa.type.removesuffix("_mc") == kind]  # noqa: E731
+        exist = by("exist")
+        assert sorted(qa.answer for qa in exist) == ["no"] * len(objs) + ["yes"] * len(objs)
+        present = {f"is there a {o.color} {o.shape} in the video?" for o in objs}
+        assert all((qa.question in present) == (qa.answer == "yes") for qa in exist)
+        assert len(by("direction")) == len(by("visible_end")) == len(objs) and len(by("count")) == 1
+        shapes, colours = [o.shape for o in objs], [o.color for o in objs]
+        assert len(by("color")) == sum(shapes.count(s) == 1 for s in shapes)
+        assert len(by("shape")) == sum(colours.count(c) == 1 for c in colours)
+        for qa in qas:
+            if qa.type in ("exist", "count") or qa.target is None:
+                continue
+            o = objs[qa.target]
+            word = qa.answer if qa.options is None else qa.options["abcd".index(qa.answer)]
+            truth = dict(color=o.color, shape=o.shape, direction=o.move,
+                         visible_end="yes" if o.visible_at(1.0) else "no")[qa.type.removesuffix("_mc")]
+            assert word == truth
+
+
+def test_a_question_among_many_branches_is_computed_as_if_asked_alone():
+    """Branch training asks a video many questions in one sequence: each must see the video and itself only, at the
+    positions of a first question, i.e. get the same tokens, logits and supervised attention as the question alone."""
+    from stopcli.train import Batcher, TrainConfig, _forward, load_model
+
+    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model.eval()
+    cfg = TrainConfig(frames=2, branch_turns=8, mc_share=0.5)
+    batcher = Batcher(processor, model.config, cfg, seed=5)
+    b = batcher.batch(2)
+    assert all(1 < len(q) <= 8 for q in b["qas"])
+    with torch.no_grad():
+        taps = _forward(model, b, layer=2)
+    n_video = b["kept"].shape[1] + 1
+    lm = model.model.language_model
+    checked = 0
+    for row in range(2):
+        seg = b["segments"][row]
+        for i, qa in enumerate(b["qas"][row]):
+            alone = torch.tensor([batcher.turns([qa], True, n_video)[0]])
+            where = torch.cat([(seg == 0).nonzero()[:, 0], (seg == i + 1).nonzero()[:, 0]])  # its tokens in the row
+            assert b["ids"][row, where].tolist() == alone[0].tolist()
+            assert b["positions"][row, where].tolist() == list(range(alone.shape[1]))
+            lm.set_attn_implementation("eager")
+            try:
+                with torch.no_grad():
+                    out = model(input_ids=alone, attention_mask=torch.ones_like(alone), output_attentions=True,
+                                pixel_values_videos=b["pixels"][row:row + 1])
+            finally:
+                lm.set_attn_implementation("sdpa")
+            assert torch.allclose(taps.logits[row, where], out.logits[0], atol=1e-4)
+            query = torch.tensor([int(where[-4])])  # predicts the answer word (then <|im_end|> and a newline)
+            for layer in (0, 2, 3):
+                rows = taps.attention[layer].rows(0, torch.tensor([row]), query)[0]  # [L] over the whole row
+                assert torch.allclose(rows[where], out.attentions[layer][0, 0, -4], atol=1e-5)
+                assert float(rows.sum()) == pytest.approx(float(rows[where].sum()), abs=1e-6)  # nothing elsewhere
+            checked += 1
+    assert checked == sum(len(q) for q in b["qas"])
