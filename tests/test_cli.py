@@ -146,6 +146,7 @@ def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
     (["--centroid-weight", "-1"], "--centroid-weight"),
     (["--centre-weight", "-1"], "--centre-weight"),
     (["--identity-weight", "-1"], "--identity-weight"),
+    (["--branch-turns", "-1"], "--branch-turns"),
     (["--keep-choices", "1,1.5"], "--keep-choices"),
     (["--keep-choices", "1,half"], "--keep-choices"),
     (["--init-from", "no-such-checkpoint"], "--init-from"),
