@@ -6,7 +6,8 @@ Plain end-to-end training sits at the answer prior for a long time on a CPU budg
   * every pooled visual token is grounded: its colour and shape, scored against the language model's own (tied) word
     embeddings, and on a middle layer of the language model the motion of its object and the objects seen so far;
   * one head of that middle layer is told where the asked-about object is (attention supervision);
-  * every video carries several question/answer turns, so one vision pass teaches several answers;
+  * every video carries several question/answer turns, so one vision pass teaches several answers; with branch_turns
+    every question that applies, each in its own branch that sees the video and itself only (as at inference);
   * optionally (stage 2) the video run is pruned at random, objects' tokens first, so pruning does not break it;
   * optionally (stage 0, --vision-steps) the vision tower first learns colour and shape per cell on its own: a
     from-scratch SigLIP sits at chance on shape for ~700 steps, a plateau that is cheap to leave without the LM;
