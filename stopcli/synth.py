@@ -172,6 +172,19 @@ def _mc(rng: random.Random, q: str, answer: str, pool: list[str], kind: str, tar
               tuple(opts), target)
 
 
+def _template(kind: str, o: Obj) -> tuple[str, str, list[str]]:
+    """Template 2, 3 or 4 (kind color, shape or direction) about object o: question, answer, multiple-choice pool."""
+    return {"color": (f"what color is the {o.shape}?", o.color, list(COLORS)),
+            "shape": (f"what shape is the {o.color} object?", o.shape, list(SHAPES) + ["star"]),
+            "direction": (f"which direction does the {o.color} {o.shape} move?", o.move, list(MOVES))}[kind]
+
+
+def _ask(rng: random.Random, kind: str, o: Obj, target: int, mc: float) -> QA:
+    """Template `kind` about object o (index target), in its multiple-choice form with probability mc."""
+    q, answer, pool = _template(kind, o)
+    return _mc(rng, q, answer, pool, kind, target) if rng.random() < mc else QA(q, answer, kind, target=target)
+
+
 def questions(scene: Scene, rng: random.Random, mc: float = 0.3) -> list[QA]:
     """Every template that applies to the scene, one instance each (random choices inside a template); templates 2-4
     take their multiple-choice form with probability `mc`."""
@@ -192,18 +205,12 @@ def questions(scene: Scene, rng: random.Random, mc: float = 0.3) -> list[QA]:
     unique_color = [j for j, o in enumerate(objs) if colors.count(o.color) == 1]
     if unique_shape:
         j = rng.choice(unique_shape)
-        q = f"what color is the {objs[j].shape}?"
-        out.append(_mc(rng, q, objs[j].color, list(COLORS), "color", j) if rng.random() < mc
-                   else QA(q, objs[j].color, "color", target=j))
+        out.append(_ask(rng, "color", objs[j], j, mc))
     if unique_color:
         j = rng.choice(unique_color)
-        q = f"what shape is the {objs[j].color} object?"
-        out.append(_mc(rng, q, objs[j].shape, list(SHAPES) + ["star"], "shape", j) if rng.random() < mc
-                   else QA(q, objs[j].shape, "shape", target=j))
+        out.append(_ask(rng, "shape", objs[j], j, mc))
     j = rng.randrange(len(objs))
-    q = f"which direction does the {objs[j].color} {objs[j].shape} move?"
-    out.append(_mc(rng, q, objs[j].move, list(MOVES), "direction", j) if rng.random() < mc
-               else QA(q, objs[j].move, "direction", target=j))
+    out.append(_ask(rng, "direction", objs[j], j, mc))
     out.append(QA("how many objects are there?", NUMBERS[len(objs)], "count", target=-1))
     j = rng.randrange(len(objs))
     out.append(QA(f"is the {objs[j].color} {objs[j].shape} visible at the end of the video?",
@@ -233,16 +240,10 @@ def every_question(scene: Scene, rng: random.Random, mc: float = 0.3) -> list[QA
     colors = [o.color for o in objs]
     for j, o in enumerate(objs):
         if shapes.count(o.shape) == 1:
-            q = f"what color is the {o.shape}?"
-            out.append(_mc(rng, q, o.color, list(COLORS), "color", j) if rng.random() < mc
-                       else QA(q, o.color, "color", target=j))
+            out.append(_ask(rng, "color", o, j, mc))
         if colors.count(o.color) == 1:
-            q = f"what shape is the {o.color} object?"
-            out.append(_mc(rng, q, o.shape, list(SHAPES) + ["star"], "shape", j) if rng.random() < mc
-                       else QA(q, o.shape, "shape", target=j))
-        q = f"which direction does the {o.color} {o.shape} move?"
-        out.append(_mc(rng, q, o.move, list(MOVES), "direction", j) if rng.random() < mc
-                   else QA(q, o.move, "direction", target=j))
+            out.append(_ask(rng, "shape", o, j, mc))
+        out.append(_ask(rng, "direction", o, j, mc))
         out.append(QA(f"is the {o.color} {o.shape} visible at the end of the video?",
                       "yes" if o.visible_at(1.0) else "no", "visible_end", target=j))
     out.append(QA("how many objects are there?", NUMBERS[len(objs)], "count", target=-1))
@@ -288,14 +289,12 @@ def _forced_mc(scene: Scene, rng: random.Random) -> list[QA]:
     uc = [j for j, o in enumerate(objs) if colors.count(o.color) == 1]
     if us:
         j = rng.choice(us)
-        out.append(_mc(rng, f"what color is the {objs[j].shape}?", objs[j].color, list(COLORS), "color", j))
+        out.append(_mc(rng, *_template("color", objs[j]), "color", j))
     if uc:
         j = rng.choice(uc)
-        out.append(_mc(rng, f"what shape is the {objs[j].color} object?", objs[j].shape, list(SHAPES) + ["star"],
-                       "shape", j))
+        out.append(_mc(rng, *_template("shape", objs[j]), "shape", j))
     j = rng.randrange(len(objs))
-    out.append(_mc(rng, f"which direction does the {objs[j].color} {objs[j].shape} move?", objs[j].move,
-                   list(MOVES), "direction", j))
+    out.append(_mc(rng, *_template("direction", objs[j]), "direction", j))
     return out
 
 
