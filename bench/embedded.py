@@ -25,10 +25,10 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.backbones import load_backbone  # noqa: E402
-from stopcli.bench import done_keys, read_rows, run_bench, settings_grid, summarise  # noqa: E402
+from stopcli.evaluation.runner import done_keys, read_rows, run_bench, settings_grid, summarise  # noqa: E402
 from stopcli.pruners import sink_score  # noqa: E402
-from stopcli.records import load_records  # noqa: E402
-from stopcli.synth import Obj, Scene, generate, render  # noqa: E402
+from stopcli.evaluation.annotations import load_records  # noqa: E402
+from stopcli.embedded.world import Obj, Scene, generate, render  # noqa: E402
 from stopcli.video import read_video  # noqa: E402
 
 

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.backbones import load_backbone  # noqa: E402
 from stopcli.pipeline import PruneSettings, answer, encode  # noqa: E402
-from stopcli.synth import moving_shape_frames  # noqa: E402
-from stopcli.tiny import build_llava_onevision  # noqa: E402
+from stopcli.embedded.world import moving_shape_frames  # noqa: E402
+from stopcli.embedded.tiny_models import build_llava_onevision  # noqa: E402
 from stopcli.video import Clip  # noqa: E402
 
 LM = {"tiny": dict(text_width=64, text_layers=2),

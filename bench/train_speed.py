@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from stopcli.train import TrainConfig, train  # noqa: E402
+from stopcli.embedded.train import TrainConfig, train  # noqa: E402
 
 
 def per_step(rows: list[dict], skip: int) -> float | None:

@@ -32,9 +32,9 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stopcli.synth import COLORS, MOVES, SHAPES  # noqa: E402
-from stopcli.tiny import build_llava_onevision  # noqa: E402
-from stopcli.train import Batcher, TrainConfig, _forward, _sightings, load_model, visual_tokens  # noqa: E402
+from stopcli.embedded.world import COLORS, MOVES, SHAPES  # noqa: E402
+from stopcli.embedded.tiny_models import build_llava_onevision  # noqa: E402
+from stopcli.embedded.train import Batcher, TrainConfig, _forward, _sightings, load_model, visual_tokens  # noqa: E402
 
 
 def batcher_for(model, processor, seed: int) -> Batcher:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError
-from .pruners import PRUNERS
+from .pruners import NAMES as PRUNER_NAMES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
@@ -52,8 +52,8 @@ def validate_ratio(ratio: float) -> float:
 
 
 def validate_pruner(name: str) -> str:
-    if name.lower() not in PRUNERS:
-        raise UsageError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
+    if name.lower() not in PRUNER_NAMES:
+        raise UsageError(f"unknown pruner {name!r}; choose from {', '.join(PRUNER_NAMES)}")
     return name.lower()
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from stopcli.synth import moving_shape_frames, write_video
-from stopcli.tiny import build_llava_onevision
+from stopcli.embedded.world import moving_shape_frames, write_video
+from stopcli.embedded.tiny_models import build_llava_onevision
 
 torch.set_num_threads(1)  # tiny models time and behave steadier on one thread of a shared 2-core machine
 

@@ -116,7 +116,7 @@ def test_compare_rows_share_one_vision_pass(tiny_model, videos, monkeypatch):
 
 
 def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):
-    from stopcli.tiny import build_qwen_vl
+    from stopcli.embedded.tiny_models import build_qwen_vl
 
     model = str(build_qwen_vl(tmp_path / "qwen", version="2.5"))
     r = run("ask", videos["good"], "what color is the circle?", "--model", model, "--frames", 8, "--ratio", 0.5,

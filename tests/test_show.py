@@ -8,7 +8,7 @@ from stopcli.cli import app
 from stopcli.pruners import get_pruner
 from stopcli.pruners.planted import planted_sink_tokens
 from stopcli.show import TITLE_PX, render_tokens
-from stopcli.synth import moving_shape_frames
+from stopcli.embedded.world import moving_shape_frames
 
 
 def test_planted_sink_is_bright_in_the_heat_map_and_dimmed_in_the_stop_row(tmp_path):

@@ -3,39 +3,63 @@
     from stopcli.pruners import get_pruner, VisualTokens
     pruned = get_pruner("holitom", stop=True)(VisualTokens(features, attention, grid=(14, 14)), keep=0.1)
     pruned.features  # [N, D], pruned.positions  # [N, 2] (frame, spatial index)
+
+Importing this package imports no torch: the names below are resolved on first use, so that the command line can
+check a pruner's name (and print its help) without loading the tensor libraries.
 """
 
 from __future__ import annotations
 
-from .basic import NoPruning, Uniform
-from .fastvid import FastVID
-from .holitom import HoliTom
-from .stop import SToP, sink_score
-from .types import Pruner, PrunedTokens, SinkHooks, VisualTokens
-from .visionzip import VisionZip
+import importlib
 
-PRUNERS: dict[str, type] = {
-    "none": NoPruning,
-    "uniform": Uniform,
-    "visionzip": VisionZip,
-    "fastvid": FastVID,
-    "holitom": HoliTom,
+# Pruner name -> "module:class". NAMES is what the CLI and the presets validate against.
+_REGISTRY = {
+    "none": "basic:NoPruning",
+    "uniform": "basic:Uniform",
+    "visionzip": "visionzip:VisionZip",
+    "fastvid": "fastvid:FastVID",
+    "holitom": "holitom:HoliTom",
+}
+NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+# Public name -> module that defines it (loaded lazily by __getattr__).
+_LAZY = {
+    "SToP": "stop", "sink_score": "stop",
+    "Pruner": "types", "PrunedTokens": "types", "SinkHooks": "types", "VisualTokens": "types",
+    **{spec.split(":")[1]: spec.split(":")[0] for spec in _REGISTRY.values()},
 }
 
 
+def _load(module: str, attr: str):
+    return getattr(importlib.import_module(f".{module}", __name__), attr)
+
+
+def __getattr__(name: str):
+    if name == "PRUNERS":
+        return {key: _load(*spec.split(":")) for key, spec in _REGISTRY.items()}
+    if name in _LAZY:
+        return _load(_LAZY[name], name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_name(name: str) -> str:
+    """The registry key for a pruner name (case-insensitive); KeyError naming the choices otherwise."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown pruner {name!r}; choose from {', '.join(NAMES)}")
+    return key
+
+
 def get_pruner(name: str, stop: bool = False, mu_s: float | None = None, mu_t: float | None = None,
-               gamma: float = 1.1, authors_baseline: bool = False, **options) -> Pruner:
+               gamma: float = 1.1, authors_baseline: bool = False, **options):
     """A pruner by name; stop=True wraps it in SToP (mu None = the authors' default for that base).
     Extra keyword options set the base pruner's hyper-parameters (e.g. tau=0.65 for HoliTom)."""
-    key = name.lower()
-    if key not in PRUNERS:
-        raise KeyError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
-    base = PRUNERS[key](**options)
+    base = _load(*_REGISTRY[check_name(name)].split(":"))(**options)
     if stop or authors_baseline:
+        SToP = _load("stop", "SToP")
         return SToP(base, mu_s=mu_s if stop else 0.0, mu_t=mu_t if stop else 0.0, gamma=gamma,
                     authors_baseline=authors_baseline)
     return base
 
 
-__all__ = ["PRUNERS", "get_pruner", "SToP", "sink_score", "VisualTokens", "PrunedTokens", "SinkHooks", "Pruner",
-           "NoPruning", "Uniform", "VisionZip", "FastVID", "HoliTom"]
+__all__ = ["NAMES", "PRUNERS", "check_name", "get_pruner", *_LAZY]

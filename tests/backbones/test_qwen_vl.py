@@ -8,7 +8,7 @@ import torch
 
 from stopcli.backbones import QwenVLBackbone, load_backbone
 from stopcli.pruners import get_pruner
-from stopcli.tiny import build_qwen_vl
+from stopcli.embedded.tiny_models import build_qwen_vl
 
 
 @pytest.fixture(scope="module", params=["2.5", "2"])

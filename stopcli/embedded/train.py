@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .synth import COLORS, LETTERS, MOVES, SHAPES, every_question, questions, render, sample_scene
-from .tiny import build_llava_onevision
+from .world import COLORS, LETTERS, MOVES, SHAPES, every_question, questions, render, sample_scene
+from .tiny_models import build_llava_onevision
 
 
 @dataclass

@@ -1,6 +1,6 @@
 import pytest
 
-from stopcli.scoring import is_correct, normalise, parse_letter, parse_yes_no
+from stopcli.evaluation.scoring import is_correct, normalise, parse_letter, parse_yes_no
 
 
 @pytest.mark.parametrize("text, letter", [

@@ -9,11 +9,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from stopcli.bench import done_keys, settings_grid
+from stopcli.evaluation.runner import done_keys, settings_grid
 from stopcli.cli import app
-from stopcli.records import load_records
-from stopcli.scoring import is_correct
-from stopcli.synth import moving_shape_frames, write_video
+from stopcli.evaluation.annotations import load_records
+from stopcli.evaluation.scoring import is_correct
+from stopcli.embedded.world import moving_shape_frames, write_video
 
 runner = CliRunner()
 
@@ -132,7 +132,7 @@ def test_sigkill_then_resume_answers_every_item_exactly_once(folder, tiny_model)
 
 
 def test_each_video_is_decoded_and_encoded_once_per_run(folder, tiny_model, monkeypatch):
-    import stopcli.bench as B
+    import stopcli.evaluation.runner as B
     from stopcli.backbones.llava_onevision import LlavaOnevisionBackbone
 
     calls = {"decode": 0, "encode": 0}

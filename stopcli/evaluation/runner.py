@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import StopError
-from .pipeline import EncodedVideo, PruneSettings, answer
-from .records import Record
+from ..errors import StopError
+from ..pipeline import EncodedVideo, PruneSettings, answer
+from .annotations import Record
 from .scoring import is_correct
-from .video import read_video
+from ..video import read_video
 
 
 @dataclass(frozen=True)

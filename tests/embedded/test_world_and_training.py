@@ -10,8 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from stopcli.cli import app
-from stopcli.synth import COLORS, MOVES, SHAPES, questions, render, sample_scene
+from stopcli.embedded.world import COLORS, MOVES, SHAPES, questions, render, sample_scene
 from stopcli.video import read_video
+from stopcli.presets import ASSET_DIR
+
+EMBEDDED = ASSET_DIR / "stop-tiny-ov"
 
 
 def test_scenes_follow_the_contract():
@@ -73,7 +76,7 @@ def test_synth_command_writes_real_videos_and_bench_records(tmp_path):
 
 
 def test_training_smoke_loss_goes_down(tmp_path):
-    from stopcli.train import TrainConfig, train
+    from stopcli.embedded.train import TrainConfig, train
 
     cfg = TrainConfig(steps=40, batch=4, warmup=5, lr=3e-3, eval_every=1000, log_every=1, threads=1, frames=4,
                       max_turns=3)
@@ -92,7 +95,7 @@ def test_training_smoke_loss_goes_down(tmp_path):
 def test_training_is_reproducible_from_its_seed(tmp_path):
     from safetensors.torch import load_file
 
-    from stopcli.train import TrainConfig, train
+    from stopcli.embedded.train import TrainConfig, train
 
     cfg = TrainConfig(steps=3, batch=2, warmup=1, eval_every=2, eval_videos=2, log_every=1, threads=1, frames=4,
                       max_turns=3, vision_steps=3, vision_batch=4, vision_frames=2, vision_place_from=2,
@@ -112,7 +115,7 @@ def test_training_is_reproducible_from_its_seed(tmp_path):
 
 
 def test_a_stopped_run_keeps_its_last_checkpoint(tmp_path):
-    from stopcli.train import TrainConfig, train
+    from stopcli.embedded.train import TrainConfig, train
 
     def log(line):
         if line.startswith("step=3 "):
@@ -130,9 +133,9 @@ def test_a_stopped_run_keeps_its_last_checkpoint(tmp_path):
 
 
 def test_peak_cells_mark_where_objects_surely_are():
-    from stopcli.train import Batcher, TrainConfig, load_model
+    from stopcli.embedded.train import Batcher, TrainConfig, load_model
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     batcher = Batcher(processor, model.config, TrainConfig(frames=1), seed=0)  # 96 px, patch 8: 6x6 cells of 16 px
     masks = torch.zeros(1, 3, 1, 96, 96, dtype=torch.bool)
     masks[0, 0, 0, 20:30, 36:46] = True  # small, inside cell (1, 2)
@@ -143,7 +146,7 @@ def test_peak_cells_mark_where_objects_surely_are():
 
 
 def test_vision_stage_runs_first_and_its_loss_goes_down(tmp_path):
-    from stopcli.train import TrainConfig, train
+    from stopcli.embedded.train import TrainConfig, train
 
     cfg = TrainConfig(steps=2, batch=2, vision_steps=40, vision_batch=4, vision_lr=3e-3, frames=4, log_every=1,
                       eval_every=1000, threads=1, warmup=5)
@@ -158,7 +161,7 @@ def test_vision_stage_runs_first_and_its_loss_goes_down(tmp_path):
 
 
 def test_vision_stage_learns_shape_first_then_place_on_short_videos_with_a_decaying_rate(tmp_path):
-    from stopcli.train import TrainConfig, train
+    from stopcli.embedded.train import TrainConfig, train
 
     cfg = TrainConfig(steps=1, batch=2, vision_steps=20, vision_batch=4, vision_frames=2, vision_place_from=11,
                       vision_cosine=True, vision_lr=3e-3, frames=4, log_every=1, eval_every=1000, eval_videos=2,
@@ -172,9 +175,9 @@ def test_vision_stage_learns_shape_first_then_place_on_short_videos_with_a_decay
 
 
 def test_a_vision_batch_of_short_videos_has_their_frames_and_tokens():
-    from stopcli.train import Batcher, TrainConfig, load_model
+    from stopcli.embedded.train import Batcher, TrainConfig, load_model
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     batcher = Batcher(processor, model.config, TrainConfig(frames=8), seed=0)
     b = batcher.batch(3, single=True, frames=2)
     assert b["pixels"].shape == (3, 2, 3, 96, 96)
@@ -183,7 +186,7 @@ def test_a_vision_batch_of_short_videos_has_their_frames_and_tokens():
 
 
 def test_track_loss_rewards_looking_back_at_the_same_object():
-    from stopcli.train import Attention, track_loss
+    from stopcli.embedded.train import Attention, track_loss
 
     # 2 frames of 2 cells: object 0 in cell 0 of both frames, object 1 in cell 1 of frame 1 only.
     kept = torch.tensor([[0, 1, 2, 3]])  # [B, n], per_frame = 2
@@ -203,9 +206,9 @@ def test_track_loss_rewards_looking_back_at_the_same_object():
 
 
 def test_option_targets_point_at_the_correct_options_word():
-    from stopcli.train import Attention, Batcher, TrainConfig, load_model, option_loss
+    from stopcli.embedded.train import Attention, Batcher, TrainConfig, load_model, option_loss
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6), seed=3)
     b = batcher.batch(8)
     tok = processor.tokenizer
@@ -237,9 +240,9 @@ def test_multiple_choice_share_sets_the_form_of_templates_two_to_four():
 
 
 def test_motion_is_labelled_only_where_the_object_was_seen_before():
-    from stopcli.train import Batcher, TrainConfig, load_model
+    from stopcli.embedded.train import Batcher, TrainConfig, load_model
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     batcher = Batcher(processor, model.config, TrainConfig(frames=3), seed=0)  # 6x6 cells of 16 px
     masks = torch.zeros(1, 3, 3, 96, 96, dtype=torch.bool)
     masks[0, 0, :, 0:16, 0:16] = True  # object 0 in cell 0 of frames 0-2
@@ -255,7 +258,7 @@ def test_motion_is_labelled_only_where_the_object_was_seen_before():
 
 @torch.no_grad()
 def test_position_head_loss_reads_rows_and_columns():
-    from stopcli.train import PositionHead
+    from stopcli.embedded.train import PositionHead
 
     head = PositionHead(dim=12, grid=6)
     torch.nn.init.zeros_(head.linear.weight)
@@ -274,9 +277,9 @@ def test_position_head_loss_reads_rows_and_columns():
 
 
 def test_readout_targets_are_the_answers_word_and_each_options_letter():
-    from stopcli.train import Batcher, TrainConfig, load_model, readout_loss
+    from stopcli.embedded.train import Batcher, TrainConfig, load_model, readout_loss
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6, mc_share=0.5), seed=5)
     b = batcher.batch(8)
     tok = processor.tokenizer
@@ -297,7 +300,7 @@ def test_readout_targets_are_the_answers_word_and_each_options_letter():
     assert mc > 0
     # The read-out loss reads the input of the last layer through the output layer: it is low when those places hold
     # the targets' words and high when they hold other words.
-    from stopcli.train import _forward
+    from stopcli.embedded.train import _forward
 
     with torch.no_grad():
         taps = _forward(model, b, layer=2)
@@ -316,7 +319,7 @@ def test_readout_targets_are_the_answers_word_and_each_options_letter():
 
 
 def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
-    from stopcli.train import Attention, endpoint_loss
+    from stopcli.embedded.train import Attention, endpoint_loss
 
     # 3 frames of 2 cells; object 0 in cell 0 of frames 0-2, object 1 in cell 1 of frames 1-2; query at position 5.
     kept = torch.tensor([[0, 1, 2, 3, 4, 5]])
@@ -337,7 +340,7 @@ def test_endpoint_loss_wants_the_objects_first_and_last_sighting():
 
 
 def test_centroids_are_each_objects_centre_per_frame_in_frame_coordinates():
-    from stopcli.train import Batcher
+    from stopcli.embedded.train import Batcher
 
     masks = torch.zeros(1, 2, 2, 5, 9, dtype=torch.bool)  # 2 objects, 2 frames, 5 x 9 pixels
     masks[0, 0, 0, 0:2, 0:2] = True  # top-left 2x2 block: centre at pixel (0.5, 0.5)
@@ -352,7 +355,7 @@ def test_centroids_are_each_objects_centre_per_frame_in_frame_coordinates():
 
 
 def test_each_cell_takes_the_centre_of_the_object_covering_most_of_it():
-    from stopcli.train import Batcher
+    from stopcli.embedded.train import Batcher
 
     coverage = torch.zeros(1, 2, 2, 3)  # 2 objects, 2 frames, 3 cells
     coverage[0, 0, 0] = torch.tensor([0.9, 0.3, 0.0])
@@ -367,7 +370,7 @@ def test_each_cell_takes_the_centre_of_the_object_covering_most_of_it():
 
 @torch.no_grad()
 def test_centre_loss_asks_only_object_cells_for_their_objects_centre():
-    from stopcli.train import PositionHead
+    from stopcli.embedded.train import PositionHead
 
     head = PositionHead(dim=3, grid=2)
     head.centre.weight.copy_(torch.eye(2, 3))
@@ -384,7 +387,7 @@ def test_centre_loss_asks_only_object_cells_for_their_objects_centre():
 
 @torch.no_grad()
 def test_centroid_loss_reads_first_and_last_place_from_heads_2_and_3_and_their_difference():
-    from stopcli.train import CentroidHead
+    from stopcli.embedded.train import CentroidHead
 
     # 3 frames of 2 cells; object 1 in cell 1 of frames 1-2 (first / last sighting: frames 1 / 2); query at 5.
     kept = torch.tensor([[0, 1, 2, 3, 4, 5]])
@@ -414,7 +417,7 @@ def test_centroid_loss_reads_first_and_last_place_from_heads_2_and_3_and_their_d
 
 @torch.no_grad()
 def test_coordinate_loss_is_the_places_squared_error_in_a_linear_code():
-    from stopcli.train import PositionHead
+    from stopcli.embedded.train import PositionHead
 
     head = PositionHead(dim=2, grid=3)  # 3x3 cells: columns and rows at -1, 0, 1
     head.coords.weight.copy_(torch.eye(2))
@@ -431,9 +434,9 @@ def test_coordinate_loss_is_the_places_squared_error_in_a_linear_code():
 def test_recomputed_attention_is_the_eager_attention_and_trains_the_same():
     """Training keeps SDPA and recomputes the supervised attention rows from each tapped layer's queries and keys:
     they must be transformers' own eager probabilities, and their loss must send the same gradients."""
-    from stopcli.train import Attention, Batcher, TrainConfig, _forward, focus_loss, load_model, option_loss, track_loss
+    from stopcli.embedded.train import Attention, Batcher, TrainConfig, _forward, focus_loss, load_model, option_loss, track_loss
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     model.train()
     batcher = Batcher(processor, model.config, TrainConfig(frames=2, max_turns=6, mc_share=1.0), seed=5)
     b = batcher.batch(4)
@@ -481,9 +484,9 @@ def test_recomputed_attention_is_the_eager_attention_and_trains_the_same():
 
 @torch.no_grad()
 def test_identity_loss_wants_the_focus_heads_reading_to_name_the_asked_objects_colour_and_shape():
-    from stopcli.train import GroundingHeads, IdentityHead, load_model
+    from stopcli.embedded.train import GroundingHeads, IdentityHead, load_model
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     heads = GroundingHeads(model, processor.tokenizer, model.config.text_config.hidden_size)
     heads.scale.fill_(20.0)
     embed = model.get_input_embeddings().weight
@@ -511,7 +514,7 @@ def test_identity_loss_wants_the_focus_heads_reading_to_name_the_asked_objects_c
 
 
 def test_every_question_asks_each_template_about_each_object_with_true_answers():
-    from stopcli.synth import every_question
+    from stopcli.embedded.world import every_question
 
     rng = random.Random(7)
     for _ in range(100):
@@ -541,9 +544,9 @@ def test_every_question_asks_each_template_about_each_object_with_true_answers()
 def test_a_question_among_many_branches_is_computed_as_if_asked_alone():
     """Branch training asks a video many questions in one sequence: each must see the video and itself only, at the
     positions of a first question, i.e. get the same tokens, logits and supervised attention as the question alone."""
-    from stopcli.train import Batcher, TrainConfig, _forward, load_model
+    from stopcli.embedded.train import Batcher, TrainConfig, _forward, load_model
 
-    model, processor = load_model(Path(__file__).resolve().parents[1] / "stopcli/assets/stop-tiny-ov")
+    model, processor = load_model(EMBEDDED)
     model.eval()
     cfg = TrainConfig(frames=2, branch_turns=8, mc_share=0.5)
     batcher = Batcher(processor, model.config, cfg, seed=5)
