@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UsageError
+from ..pruners import NAMES as PRUNER_NAMES
 from ..presets import DEFAULT_PRESET, list_preset_paths, load_preset, validate_pruner, validate_ratio
-from .common import app, counts, decode, draw, err, load, ms, out, split, user_errors
+from .common import WRAPPABLE, app, counts, decode, draw, err, load, ms, out, split, user_errors
 
 
 def render_answer(result) -> None:
@@ -52,7 +53,7 @@ def ask(
     question: str = typer.Argument(..., help="The question to ask about the video."),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset name or YAML path."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder (overrides the preset)."),
-    pruner: Optional[str] = typer.Option(None, help="none, uniform, visionzip, fastvid, holitom."),
+    pruner: Optional[str] = typer.Option(None, help=", ".join(PRUNER_NAMES) + "."),
     ratio: Optional[float] = typer.Option(None, help="Fraction of visual tokens dropped, in [0, 1)."),
     stop: Optional[bool] = typer.Option(None, "--stop/--no-stop", help="Wrap the pruner in SToP."),
     mu_s: Optional[float] = typer.Option(None, "--mu-s", help="STSP weight (default: the pruner's)."),
@@ -118,7 +119,7 @@ def show(
     out_png: Path = typer.Option(Path("tokens.png"), "--out", "-o", help="PNG to write."),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset name or YAML path."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder."),
-    pruner: Optional[str] = typer.Option(None, help="visionzip, fastvid or holitom (default: the preset's)."),
+    pruner: Optional[str] = typer.Option(None, help="A pruner SToP wraps: " + ", ".join(WRAPPABLE) + " (default: the preset's)."),
     ratio: Optional[float] = typer.Option(None, help="Fraction of visual tokens dropped, in [0, 1)."),
     mu_s: Optional[float] = typer.Option(None, "--mu-s", help="STSP weight."),
     mu_t: Optional[float] = typer.Option(None, "--mu-t", help="STTP weight."),
@@ -181,7 +182,7 @@ def compare(
             rows.append(pipeline.PruneSettings(b, r, True))
     results = [pipeline.answer(backbone, encoded, s, new_tokens) for s in rows]
     if show_png is not None:
-        draw(clip, encoded, next((b for b in bases if b not in ("none", "uniform")), bases[0]), r, show_png,
+        draw(clip, encoded, next((b for b in bases if b in WRAPPABLE), bases[0]), r, show_png,
               backbone.name)
     ref = results[0].timings_ms["prefill"]
     if as_json:

@@ -12,6 +12,10 @@ import typer
 from rich.console import Console
 
 from ..errors import StopError, UsageError
+from ..pruners import NAMES
+
+# The pruners whose decisions SToP steers (none and uniform have nothing to steer).
+WRAPPABLE = tuple(n for n in NAMES if n not in ("none", "uniform"))
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Fast Video LLMs with sink-token-aware visual-token pruning (SToP).")
@@ -77,8 +81,8 @@ def draw(clip, encoded, pruner: str, ratio: float, path: Path, model: str, mu_s=
           show_frames: int = 8) -> None:
     from ..show import show as draw_png
 
-    if pruner in ("none", "uniform"):
-        raise UsageError(f"--show needs a pruner SToP can wrap (visionzip, fastvid, holitom), not {pruner!r}")
+    if pruner not in WRAPPABLE:
+        raise UsageError(f"--show needs a pruner SToP can wrap ({', '.join(WRAPPABLE)}), not {pruner!r}")
     draw_png(clip.frames, encoded.encoded.tokens, pruner, ratio if ratio > 0 else 0.9, path, model, show_frames,
          mu_s, mu_t)
     err.print(f"wrote {path}", markup=False)
