@@ -178,7 +178,7 @@ def compare(
         if b == "none":
             continue
         rows.append(pipeline.PruneSettings(b, r, False))
-        if b != "uniform":
+        if b in WRAPPABLE:
             rows.append(pipeline.PruneSettings(b, r, True))
     results = [pipeline.answer(backbone, encoded, s, new_tokens) for s in rows]
     if show_png is not None:
