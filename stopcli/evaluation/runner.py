@@ -121,8 +121,9 @@ def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting]
                         ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
                         res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
                         row = dict(key=key, video=rec.video, question=rec.question, answer=rec.answer,
-                                   prediction=res.answer, correct=is_correct(res.answer, rec.answer,
-                                                                             list(rec.options or []) or None),
+                                   prediction=res.answer,
+                                   correct=is_correct(res.answer, rec.answer, list(rec.options or []) or None,
+                                                      rec.question),
                                    type=rec.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
                                    visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
                                    timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
