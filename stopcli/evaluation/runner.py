@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from ..errors import StopError
 from ..pipeline import EncodedVideo, PruneSettings, answer
 from .annotations import Record
-from .scoring import is_correct
+from .scoring import score_row
 from ..video import read_video
 
 
@@ -84,16 +84,6 @@ def record_fields(record: Record, protocol: str | None) -> dict:
                 question=record.question, answer=record.answer,
                 options=list(record.options) if record.options else None, type=record.type, meta=record.meta or None,
                 prompt=record.prompt(), system=record.system, answer_prefix=record.prefix, judge=record.judge)
-
-
-def score_row(row: dict, protocol: str | None) -> dict:
-    """parsed / correct / scored for a finished line: the benchmark protocol's parser, or the generic scorer."""
-    if row.get("benchmark"):
-        from .benchmarks import score
-
-        return score(row, protocol or row.get("protocol") or "official")
-    correct = is_correct(row["prediction"], row["answer"], row.get("options"), row.get("question"))
-    return dict(parsed=None, correct=correct, scored=correct is not None)
 
 
 def failure_row(record: Record, s: Setting, key: str, reason: str, protocol: str | None = None) -> dict:

@@ -87,3 +87,14 @@ def is_correct(prediction: str, gold: str | None, options: list[str] | None = No
         return parse_yes_no(prediction) == g
     p, gn = normalise(prediction), normalise(gold)
     return bool(p) and (p == gn or p.split()[0] == gn)
+
+
+def score_row(row: dict, protocol: str | None) -> dict:
+    """parsed / correct / scored for a finished result line: its benchmark protocol's parser, or the generic
+    scorer above for our own format."""
+    if row.get("benchmark"):
+        from .benchmarks import score
+
+        return score(row, protocol or row.get("protocol") or "official")
+    correct = is_correct(row["prediction"], row["answer"], row.get("options"), row.get("question"))
+    return dict(parsed=None, correct=correct, scored=correct is not None)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
-from .base import check_protocol, find_video, letter_of, mean_of, read_json, result, tally, verdict
+from .base import PROTOCOLS, check_protocol, find_video, letter_of, mean_of, read_json, result, tally, verdict
 
 NAME = "mlvu"
 TITLE = "MLVU"

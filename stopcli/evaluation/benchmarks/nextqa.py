@@ -12,7 +12,7 @@ from pathlib import Path
 from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
-from .base import check_protocol, find_video, read_json, result, tally, verdict
+from .base import PROTOCOLS, check_protocol, find_video, read_json, result, tally, verdict
 
 NAME = "nextqa"
 TITLE = "NExT-QA"

@@ -12,11 +12,12 @@ from pathlib import Path
 from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
-from .base import check_protocol, find_video, read_json, result, tally, verdict, with_extensions
+from .base import PROTOCOLS, check_protocol, find_video, read_json, result, tally, verdict, with_extensions
 
 NAME = "videocomp"
 TITLE = "VideoComp"
 GROUP = "fine-grained"
+# One scorer (the authors') exists; every protocol name uses it.
 SPLITS = {"ActivityNet": "activitynet_comp_val.json", "YouCook2": "youcook2_comp_val.json"}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
-from .base import check_protocol, find_video, result, tally, verdict, with_extensions
+from .base import PROTOCOLS, check_protocol, find_video, result, tally, verdict, with_extensions
 
 NAME = "videomme"
 TITLE = "Video-MME"

@@ -1,0 +1,193 @@
+"""`stop report`: the paper's table from result lines, each benchmark aggregated the way it reports, PDR against
+the unpruned rows of the same results, optionally re-scored under another protocol's parser.
+
+PDR (performance drop rate) = (score at ratio 0 - score) / score at ratio 0, per benchmark, then macro-averaged
+over the fine-grained group (EventHallusion, VideoComp) and the MCQA group (Video-MME, MVBench, MLVU); lower is
+better."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from ..errors import UsageError
+from .benchmarks import BENCHMARKS, PROTOCOLS, aggregate
+from .benchmarks.base import pooled, result, tally
+from .scoring import score_row
+
+GENERIC = "generic"
+PDR_GROUPS = ("fine-grained", "mcqa")
+
+
+def load_rows(paths: list[Path]) -> list[dict]:
+    rows = []
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"results file not found: {path}")
+        got = []
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if isinstance(r, dict) and "key" in r and "ratio" in r:
+                got.append(r)
+        if not got:
+            raise UsageError(f"no result lines in {path}")
+        rows.extend(got)
+    return rows
+
+
+def rescore(rows: list[dict], protocol: str | None) -> list[dict]:
+    """The rows with parsed/correct/scored recomputed under `protocol` (None: each row's own protocol)."""
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("error") is None and r.get("prediction") is not None:
+            r.update(score_row(r, protocol))
+        out.append(r)
+    return out
+
+
+def _generic(rows: list[dict], protocol: str) -> dict:
+    groups = tally(rows, lambda r: r.get("type") or "-")
+    return result("generic", protocol, pooled(groups)["accuracy"], "accuracy over all questions", groups)
+
+
+def method(pruner: str, stop: bool) -> str:
+    return "no pruning" if pruner == "none" else pruner + (" + SToP" if stop else "")
+
+
+def report(rows: list[dict], protocol: str | None = None) -> dict:
+    """Per setting (ratio, pruner, SToP) and benchmark: the benchmark's aggregate; per setting: PDR per benchmark
+    and per group against the ratio-0 rows."""
+    rows = rescore(rows, protocol)
+    used = sorted({r.get("protocol") for r in rows if r.get("benchmark")} - {None})
+    label = protocol or (used[0] if len(used) == 1 else ", ".join(used) if used else "generic scorer")
+    names = list(dict.fromkeys(r.get("benchmark") or GENERIC for r in rows))
+    names.sort(key=lambda n: list(BENCHMARKS).index(n) if n in BENCHMARKS else len(BENCHMARKS))
+    by: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        by[(float(r["ratio"]), r["pruner"], bool(r["stop"]), r.get("benchmark") or GENERIC)].append(r)
+    settings = sorted({k[:3] for k in by}, key=lambda k: (k[0], k[1] != "none", k[1], k[2]))
+    table = []
+    for ratio, pruner, stop in settings:
+        results = {}
+        for n in names:
+            items = by.get((ratio, pruner, stop, n))
+            if items:
+                p = protocol or (items[0].get("protocol") or "official")
+                results[n] = aggregate(n, items, p) if n in BENCHMARKS else _generic(items, p)
+        table.append(dict(ratio=ratio, pruner=pruner, stop=stop, method=method(pruner, stop), results=results))
+    base = next((t for t in table if t["ratio"] == 0), None)
+    for t in table:
+        t["pdr"], t["pdr_groups"] = {}, {}
+        if base is None or t["ratio"] == 0:
+            continue
+        for n, res in t["results"].items():
+            ref = base["results"].get(n, {}).get("score")
+            if ref and res.get("score") is not None:
+                t["pdr"][n] = (ref - res["score"]) / ref
+        for g in PDR_GROUPS:
+            vals = [v for n, v in t["pdr"].items() if n in BENCHMARKS and BENCHMARKS[n].GROUP == g]
+            if vals:
+                t["pdr_groups"][g] = sum(vals) / len(vals)
+    return dict(protocol=label, benchmarks=names, settings=table, has_unpruned=base is not None)
+
+
+def _title(name: str) -> str:
+    return BENCHMARKS[name].TITLE if name in BENCHMARKS else name
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def tables(rep: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for the main table and one detail table per benchmark with its groups."""
+    names = rep["benchmarks"]
+    groups = [g for g in PDR_GROUPS if any(g in t["pdr_groups"] for t in rep["settings"])]
+    header = ["ratio", "method"] + [_title(n) for n in names] + [f"PDR {_title(n)}" for n in names] + \
+        [f"PDR {g}" for g in groups]
+    body = []
+    for t in rep["settings"]:
+        body.append([f"{t['ratio']:g}", t["method"]] + [_pct(t["results"].get(n, {}).get("score")) for n in names] +
+                    [_pct(t["pdr"].get(n)) for n in names] + [_pct(t["pdr_groups"].get(g)) for g in groups])
+    out = [(f"protocol: {rep['protocol']}  (accuracy %, PDR %: lower is better)", header, body)]
+    for n in names:
+        cols: list[str] = []
+        for t in rep["settings"]:
+            for g in t["results"].get(n, {}).get("groups", {}):
+                if g not in cols:
+                    cols.append(g)
+        if len(cols) < 2:
+            continue
+        rows = []
+        for t in rep["settings"]:
+            res = t["results"].get(n)
+            if res is None:
+                continue
+            rows.append([f"{t['ratio']:g}", t["method"], _pct(res["score"])] +
+                        [_pct(res["groups"].get(g, {}).get("accuracy")) for g in cols] +
+                        [str(res["scored"]), str(res["excluded"]), str(res["failed"]), str(res["judge"])])
+        out.append((f"{_title(n)}: {rep['settings'][0]['results'].get(n, {}).get('score_name', '')}",
+                    ["ratio", "method", "score"] + cols + ["scored", "excluded", "failed", "judge"], rows))
+    return out
+
+
+def notes(rep: dict) -> list[str]:
+    """One line per benchmark with items that were run but not scored, and when PDR could not be computed."""
+    lines = []
+    for n in rep["benchmarks"]:
+        judged = sum(t["results"].get(n, {}).get("judge", 0) for t in rep["settings"])
+        if judged:
+            note = next(t["results"][n]["judge_note"] for t in rep["settings"] if t["results"].get(n, {}).get("judge"))
+            lines.append(f"{_title(n)}: {judged} replies kept, {note}")
+    if not rep["has_unpruned"]:
+        lines.append("no ratio-0 rows in these results: PDR needs the unpruned run of the same model")
+    return lines
+
+
+def markdown(rep: dict) -> str:
+    parts = []
+    for title, header, rows in tables(rep):
+        parts.append(f"**{title}**\n")
+        parts.append("| " + " | ".join(header) + " |")
+        parts.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
+        parts.extend("| " + " | ".join(r) + " |" for r in rows)
+        parts.append("")
+    parts.extend(f"- {line}" for line in notes(rep))
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def to_json(rep: dict) -> str:
+    return json.dumps(rep, indent=2)
+
+
+def plot(rep: dict, path: Path) -> Path:
+    """Headline score against ratio, one panel per benchmark, one line per method (ratio 0 starts every line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = rep["benchmarks"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
+    base = [t for t in rep["settings"] if t["ratio"] == 0]
+    for ax, n in zip(axes[0], names):
+        for m in sorted({(t["pruner"], t["stop"]) for t in rep["settings"] if t["ratio"] > 0}):
+            pts = base + sorted((t for t in rep["settings"] if (t["pruner"], t["stop"]) == m), key=lambda t: t["ratio"])
+            ys = [t["results"].get(n, {}).get("score") for t in pts]
+            ax.plot([t["ratio"] for t in pts], [100 * y if y is not None else float("nan") for y in ys],
+                    "-" if m[1] else "--", marker="o", label=method(*m))
+        ax.set(title=_title(n), xlabel="ratio (fraction of visual tokens dropped)", ylabel="score %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
