@@ -83,7 +83,9 @@ def record_fields(record: Record, protocol: str | None) -> dict:
     return dict(benchmark=record.benchmark, protocol=protocol if record.benchmark else None, video=record.video,
                 question=record.question, answer=record.answer,
                 options=list(record.options) if record.options else None, type=record.type, meta=record.meta or None,
-                prompt=record.prompt(), system=record.system, answer_prefix=record.prefix, judge=record.judge)
+                prompt=record.prompt(), system=record.system, answer_prefix=record.prefix, judge=record.judge,
+                clip=None if record.start is None and record.frame_rate is None else
+                dict(start=record.start, end=record.end, frame_rate=record.frame_rate))
 
 
 def failure_row(record: Record, s: Setting, key: str, reason: str, protocol: str | None = None) -> dict:
