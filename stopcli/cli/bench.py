@@ -67,7 +67,6 @@ def bench(
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
 
     from ..evaluation import benchmarks as BM
-    from ..evaluation import runner as B
     from ..evaluation.annotations import ANNOTATION_NAMES, load_records
 
     if benchmark is not None:
@@ -94,6 +93,8 @@ def bench(
     records = BM.load(name, folder, protocol, bounds, split) if name else load_records(folder, annotations, question)
     if not records:
         raise UsageError(f"no questions to run in {folder}")
+    from ..evaluation import runner as B  # loads torch: only once the arguments and the folder are known good
+
     grid = B.settings_grid(ratios, bases, mode)
     skip = B.done_keys(out_path) if resume else set()
     total = sum(1 for r in records for s in grid if B.item_key(r.key, s) not in skip)
