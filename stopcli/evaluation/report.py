@@ -146,6 +146,10 @@ def notes(rep: dict) -> list[str]:
         if judged:
             note = next(t["results"][n]["judge_note"] for t in rep["settings"] if t["results"].get(n, {}).get("judge"))
             lines.append(f"{_title(n)}: {judged} replies kept, {note}")
+        empty = sum(t["results"].get(n, {}).get("empty", 0) for t in rep["settings"])
+        if empty:
+            lines.append(f"{_title(n)}: {empty} empty replies (each protocol scores them its own way: see "
+                         "docs/benchmarks.md)")
     if not rep["has_unpruned"]:
         lines.append("no ratio-0 rows in these results: PDR needs the unpruned run of the same model")
     return lines

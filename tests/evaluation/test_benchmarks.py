@@ -323,3 +323,18 @@ def test_result_lines_keep_what_rescoring_needs(folders):
     # official: "(" + "(B) ..." -> "((b)" contains "(b)"; re-scored with the authors' parser: "B"
     assert r["correct"] and BM.score(r, "authors")["correct"] and not BM.score(dict(r, prediction="C"),
                                                                                  "lmms-eval")["correct"]
+
+
+def test_videomme_as_the_authors_script_lays_it_out(tmp_path):
+    from benchmark_layouts import videomme
+
+    root = videomme(tmp_path / "Video_MME", videos=False)
+    (root / "videomme" / "test-00000-of-00001.parquet").rename(root / "test-00000-of-00001.parquet")
+    (root / "videomme").rmdir()
+    (root / "video").mkdir()
+    (root / "video" / "bbbbbbbbbbb.mp4").write_bytes(b"")
+    assert BM.detect(root) == "videomme"
+    recs = BM.load("videomme", root, "authors")
+    assert recs[1].video == "video/bbbbbbbbbbb.mp4" and recs[0].video == "data/aaaaaaaaaaa.mp4"  # missing: reported
+    (root / "test-00000-of-00001.parquet").write_text("not parquet")
+    assert BM.detect(root) is None

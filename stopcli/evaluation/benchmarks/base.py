@@ -62,7 +62,8 @@ def letter_of(options: list[str], text: str, last: bool = False) -> str | None:
 def tally(rows: list[dict], group_of: Callable[[dict], str | None]) -> dict[str, dict]:
     """Per group: items, failed, judge (not scored), excluded (left out by the protocol), scored, correct,
     accuracy (correct / scored)."""
-    out: dict[str, dict] = defaultdict(lambda: dict(items=0, failed=0, judge=0, excluded=0, scored=0, correct=0))
+    out: dict[str, dict] = defaultdict(lambda: dict(items=0, failed=0, judge=0, excluded=0, scored=0, correct=0,
+                                                    empty=0))
     for r in rows:
         g = group_of(r)
         if g is None:
@@ -71,7 +72,9 @@ def tally(rows: list[dict], group_of: Callable[[dict], str | None]) -> dict[str,
         t["items"] += 1
         if r.get("error"):
             t["failed"] += 1
-        elif r.get("judge"):
+            continue
+        t["empty"] += not (r.get("prediction") or "").strip()
+        if r.get("judge"):
             t["judge"] += 1
         elif not r.get("scored", True) or r.get("correct") is None:
             t["excluded"] += 1
@@ -84,7 +87,7 @@ def tally(rows: list[dict], group_of: Callable[[dict], str | None]) -> dict[str,
 
 
 def pooled(groups: dict[str, dict]) -> dict:
-    total = dict(items=0, failed=0, judge=0, excluded=0, scored=0, correct=0)
+    total = dict(items=0, failed=0, judge=0, excluded=0, scored=0, correct=0, empty=0)
     for t in groups.values():
         for k in total:
             total[k] += t[k]
@@ -107,7 +110,7 @@ def result(name: str, protocol: str, score: float | None, score_name: str, group
     judge = overall["judge"] + judge_items
     out = dict(benchmark=name, protocol=protocol, score=score, score_name=score_name,
                groups={n: groups[n] for n in names}, items=overall["items"] + judge_items, failed=overall["failed"],
-               judge=judge, excluded=overall["excluded"], scored=overall["scored"])
+               judge=judge, excluded=overall["excluded"], scored=overall["scored"], empty=overall["empty"])
     if judge:
         out["judge_note"] = judge_note or "not scored (judge needed)"
     out.update(extra)

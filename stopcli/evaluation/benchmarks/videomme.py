@@ -28,8 +28,21 @@ LMMS_POST = "\nAnswer with the option's letter from the given choices directly."
 
 
 def _parquet(folder: Path) -> Path | None:
+    """videomme/test-*.parquet as downloaded, or the table moved to the top as the SToP authors' script does
+    (recognised there by its videoID column: other benchmarks ship parquet tables too)."""
     hits = sorted((folder / "videomme").glob("*.parquet")) if (folder / "videomme").is_dir() else []
-    return hits[0] if hits else None
+    if hits:
+        return hits[0]
+    top = folder / "test-00000-of-00001.parquet"
+    if top.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            if "videoID" in pq.read_schema(top).names:
+                return top
+        except Exception:  # not a parquet file: not this layout
+            return None
+    return None
 
 
 def detect(folder: Path) -> bool:
