@@ -89,7 +89,8 @@ def videomme(root: Path, videos: bool = True) -> Path:
 
     def row(n, vid, duration, question, options, answer):
         return dict(video_id=f"{n:03d}", duration=duration, domain="Knowledge", sub_category="Shapes",
-                    url=f"https://example.invalid/{vid}", videoID=vid, question_id=f"{n:03d}-1", task_type="Counting Problem",
+                    url=f"https://example.invalid/{vid}", videoID=vid, question_id=f"{n:03d}-1",
+                    task_type="Counting Problem",
                     question=question, options=options, answer=answer)
 
     rows = [row(1, "aaaaaaaaaaa", "short", "What color is the circle?",
@@ -129,7 +130,8 @@ def longvideobench(root: Path, videos: bool = True) -> Path:
         {"video_id": "v0", "question": "What shape is shown?", "question_wo_referring_query": "What shape?",
          "candidates": ["A circle", "A square", "A star", "A line"], "correct_choice": 0, "position": [0],
          "topic_category": "synthetic", "question_category": "S2E", "level": "L1-Perception", "id": "v0_0",
-         "video_path": "v0.mp4", "subtitle_path": "v0_en.json", "duration_group": 15, "starting_timestamp_for_subtitles": 0,
+         "video_path": "v0.mp4", "subtitle_path": "v0_en.json", "duration_group": 15,
+         "starting_timestamp_for_subtitles": 0,
          "duration": 1.0, "view_count": 0},
         {"video_id": "v1", "question": "Where does the square go?", "question_wo_referring_query": "Where?",
          "candidates": ["Up", "Down", "Left", "Right", "Nowhere"], "correct_choice": 1, "position": [0],

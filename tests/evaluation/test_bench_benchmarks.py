@@ -56,7 +56,8 @@ def test_eventhallusion_end_to_end_on_the_embedded_model(tmp_path):
 
 def test_mvbench_end_to_end_with_frames_bounds_and_failures(tmp_path):
     folder = mvbench(tmp_path / "MVBench")
-    r = runner.invoke(app, ["bench", str(folder), "--benchmark", "mvbench", *SMALL, "--ratio", "0.9", "--json"])
+    r = runner.invoke(app, ["bench", str(folder), "--benchmark", "mvbench", *SMALL, "--ratio", "0.9", "--json",
+                            "--plot", str(tmp_path / "mvbench.png")])
     assert r.exit_code == 1, r.output  # two items fail, the run goes on
     rows = {x["key"].split("::")[-1].split("@")[0]: x for x in lines(folder / "stop-results.jsonl")}
     assert len(rows) == 6
@@ -70,6 +71,7 @@ def test_mvbench_end_to_end_with_frames_bounds_and_failures(tmp_path):
     assert seq["chat"].startswith("<|im_start|>system\nCarefully watch the video")  # the system turn
     rep = json.loads(r.stdout)["report"]["settings"][0]["results"]["mvbench"]
     assert rep["failed"] == 2 and rep["scored"] == 4 and rep["score_name"] == "mean of task accuracies"
+    assert (tmp_path / "mvbench.png").stat().st_size > 1000
 
 
 def test_report_table_from_hand_written_rows(tmp_path):

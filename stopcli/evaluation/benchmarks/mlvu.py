@@ -13,7 +13,8 @@ from pathlib import Path
 from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
-from .base import PROTOCOLS, check_protocol, find_video, letter_of, mean_of, read_json, result, tally, verdict
+from .base import PROTOCOLS  # noqa: F401  (every protocol applies; the registry reads it)
+from .base import check_protocol, find_video, letter_of, mean_of, read_json, result, tally, verdict
 
 NAME = "mlvu"
 TITLE = "MLVU"
@@ -56,7 +57,8 @@ def load(folder: Path, protocol: str = "official", bounds: bool = True, split: s
         raise UsageError(f"MLVU has no task file {unknown[0]!r}; tasks: {', '.join(CHOICE + OPEN)}")
     present = [s for s in stems if (root / "json" / f"{s}.json").is_file()]
     if split is not None and len(present) < len(stems):
-        raise UsageError(f"MLVU task file missing: {root / 'json' / (next(s for s in stems if s not in present) + '.json')}")
+        missing = next(s for s in stems if s not in present)
+        raise UsageError(f"MLVU task file missing: {root / 'json' / (missing + '.json')}")
     if not present:
         raise UsageError(f"no MLVU task files in {root / 'json'}")
     base = root.relative_to(folder).as_posix() + "/" if root != folder else ""
