@@ -121,6 +121,7 @@ def test_mvbench_items_bounds_frames_and_prompts(folders):
     assert authors[0].prompt() == ("Question: What did the shape do first?\nOptions:\n(A) Moved right.\n"
                                    "(B) Moved left.\n(C) Stayed still.\nOnly give the best option.")
     assert authors[0].start is None and "fine_grained_pose" not in {r.type for r in authors}  # 19 tasks
+    assert authors[0].system == "You are a helpful assistant." and authors[0].prefix is None  # qwen_1_5's system
 
 
 def test_mvbench_parsers(folders):

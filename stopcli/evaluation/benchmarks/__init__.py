@@ -6,6 +6,7 @@ run under another protocol's parser without generating again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ...errors import UsageError
@@ -33,10 +34,18 @@ def detect(folder: Path) -> str | None:
     return hits[0] if hits else None
 
 
+# The authors' evaluation always opens the conversation with this system turn (LLaVA's qwen_1_5 template, and
+# the same text on their Qwen path), whatever the model's own template would do without one.
+AUTHORS_SYSTEM = "You are a helpful assistant."
+
+
 def load(name: str, folder: Path, protocol: str, bounds: bool = True, split: str | None = None):
     if protocol not in PROTOCOLS:
         raise UsageError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    return get(name).load(folder, protocol, bounds, split)
+    records = get(name).load(folder, protocol, bounds, split)
+    if protocol == "authors":
+        records = [r if r.system is not None else replace(r, system=AUTHORS_SYSTEM) for r in records]
+    return records
 
 
 def score(row: dict, protocol: str) -> dict:
