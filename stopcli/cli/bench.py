@@ -71,8 +71,13 @@ def bench(
 
     if benchmark is not None:
         name = BM.get(benchmark).NAME
+        if annotations is not None or question is not None:
+            raise UsageError("--annotations and --question do not apply to --benchmark runs")
     elif annotations is None and question is None and not any((folder / n).is_file() for n in ANNOTATION_NAMES):
         name = BM.detect(folder)
+        if name is None:
+            raise UsageError(f"{folder} has no annotations file ({', '.join(ANNOTATION_NAMES)}) and matches no "
+                             f"benchmark layout; pass --benchmark NAME, --annotations FILE or --question TEXT")
     else:
         name = None
     if name is None and (split is not None or not bounds):

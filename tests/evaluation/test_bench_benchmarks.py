@@ -99,6 +99,7 @@ def test_report_table_from_hand_written_rows(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["bench", "{empty}", "--benchmark", "mvbench"], "no MVBench task files"),
+    (["bench", "{empty}"], "matches no benchmark layout"),
     (["bench", "{empty}", "--benchmark", "nope"], "unknown benchmark 'nope'"),
     (["bench", "{empty}", "--protocol", "nope"], "--protocol must be one of"),
     (["bench", "{nextqa}", "--benchmark", "nextqa", "--split", "test"], "NExT-QA split file missing"),
