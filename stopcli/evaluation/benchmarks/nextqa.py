@@ -89,7 +89,7 @@ def score(row: dict, protocol: str) -> dict:
         return verdict(reply.strip(), P.authors_match(int(index), reply))
     # lmms-eval draws a random letter for an unparsed reply (seeded by the item here); official counts it wrong
     seed = row.get("key") if protocol == "lmms-eval" else None
-    parsed = P.mmmu_letter(reply, list(row.get("options") or []), seed)
+    parsed = P.mmmu_letter(reply, [o.strip() for o in row.get("options") or []], seed)
     return verdict(parsed, parsed == row.get("answer"))
 
 
