@@ -95,6 +95,9 @@ def score_row(row: dict, protocol: str | None) -> dict:
     if row.get("benchmark"):
         from .benchmarks import score
 
-        return score(row, protocol or row.get("protocol") or "official")
+        try:
+            return score(row, protocol or row.get("protocol") or "official")
+        except (TypeError, ValueError, KeyError, IndexError) as exc:  # a malformed line: keep it, do not score it
+            return dict(parsed=None, correct=None, scored=False, score_error=f"{type(exc).__name__}: {exc}")
     correct = is_correct(row["prediction"], row["answer"], row.get("options"), row.get("question"))
     return dict(parsed=None, correct=correct, scored=correct is not None)
