@@ -47,9 +47,19 @@ def rescore(rows: list[dict], protocol: str | None) -> list[dict]:
     for r in rows:
         r = dict(r)
         if r.get("error") is None and r.get("prediction") is not None:
-            r.update(score_row(r, protocol))
+            r.update(score_row(r, _protocol_for(r.get("benchmark"), protocol, r.get("protocol"))))
         out.append(r)
     return out
+
+
+def _protocol_for(name: str | None, asked: str | None, ran: str | None) -> str | None:
+    """`asked` where the benchmark has it, else the protocol the line was run with (EventHallusion has no
+    lmms-eval task, VideoComp one scorer)."""
+    if name not in BENCHMARKS:
+        return None
+    if asked is not None and asked in BENCHMARKS[name].PROTOCOLS:
+        return asked
+    return ran or "official"
 
 
 def _generic(rows: list[dict], protocol: str) -> dict:
@@ -79,8 +89,8 @@ def report(rows: list[dict], protocol: str | None = None) -> dict:
         for n in names:
             items = by.get((ratio, pruner, stop, n))
             if items:
-                p = protocol or (items[0].get("protocol") or "official")
-                results[n] = aggregate(n, items, p) if n in BENCHMARKS else _generic(items, p)
+                p = _protocol_for(n, protocol, items[0].get("protocol"))
+                results[n] = aggregate(n, items, p) if n in BENCHMARKS else _generic(items, "generic")
         table.append(dict(ratio=ratio, pruner=pruner, stop=stop, method=method(pruner, stop), results=results))
     base = next((t for t in table if t["ratio"] == 0), None)
     for t in table:
@@ -95,7 +105,7 @@ def report(rows: list[dict], protocol: str | None = None) -> dict:
             vals = [v for n, v in t["pdr"].items() if n in BENCHMARKS and BENCHMARKS[n].GROUP == g]
             if vals:
                 t["pdr_groups"][g] = sum(vals) / len(vals)
-    return dict(protocol=label, benchmarks=names, settings=table, has_unpruned=base is not None)
+    return dict(protocol=label, asked=protocol, benchmarks=names, settings=table, has_unpruned=base is not None)
 
 
 def _title(name: str) -> str:
@@ -150,6 +160,9 @@ def notes(rep: dict) -> list[str]:
         if empty:
             lines.append(f"{_title(n)}: {empty} empty replies (each protocol scores them its own way: see "
                          "docs/benchmarks.md)")
+        kept = {t["results"][n]["protocol"] for t in rep["settings"] if n in t["results"]}
+        if n in BENCHMARKS and rep["asked"] and rep["asked"] not in kept:
+            lines.append(f"{_title(n)} has no {rep['asked']} protocol: scored as run ({', '.join(sorted(kept))})")
     if not rep["has_unpruned"]:
         lines.append("no ratio-0 rows in these results: PDR needs the unpruned run of the same model")
     return lines

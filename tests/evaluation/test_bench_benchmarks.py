@@ -49,6 +49,8 @@ def test_eventhallusion_end_to_end_on_the_embedded_model(tmp_path):
     want = sum(BM.score(x, "authors")["correct"] for x in binary if x["ratio"] == 0) / 4
     assert rep2["protocol"] == "authors"
     assert rep2["settings"][0]["results"]["eventhallusion"]["score"] == pytest.approx(want)
+    lm = runner.invoke(app, ["report", str(folder / "stop-results.jsonl"), "--protocol", "lmms-eval"])
+    assert lm.exit_code == 0 and "EventHallusion has no lmms-eval protocol: scored as run (official)" in lm.stdout
     # --resume under another protocol would mix prompts in one file
     bad = runner.invoke(app, ["bench", str(folder), *SMALL, "--ratio", "0,0.9", "--resume", "--protocol", "authors"])
     assert bad.exit_code == 2 and "protocol=official" in bad.stderr
