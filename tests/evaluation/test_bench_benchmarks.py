@@ -118,3 +118,17 @@ def test_bad_folders_and_arguments_are_one_line_usage_errors(tmp_path, args, mes
     r = runner.invoke(app, args)
     assert r.exit_code == 2, r.output
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_report_on_generic_rows_uses_the_generic_scorer(tmp_path):
+    q = "what moves? (a) a circle (b) a square"
+    rows = [dict(key=f"k{i}@{ratio:g}/none/base", video="v.mp4", question=q, answer="a", options=None, type="mc",
+                 prediction=pred, correct=None, ratio=ratio, pruner="none" if ratio == 0 else "holitom", stop=False,
+                 error=None)
+            for i, (ratio, pred) in enumerate([(0.0, "(a)"), (0.0, "A."), (0.9, "(b)"), (0.9, "a")])]
+    path = tmp_path / "generic.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rep = json.loads(runner.invoke(app, ["report", str(path), "--json"]).stdout)
+    assert rep["benchmarks"] == ["generic"]
+    assert [t["results"]["generic"]["score"] for t in rep["settings"]] == [1.0, 0.5]  # gold "a" is a letter
+    assert rep["settings"][1]["pdr"]["generic"] == pytest.approx(0.5)
