@@ -180,8 +180,28 @@ def videocomp(root: Path, videos: bool = True) -> Path:
         video(root / "raw_videos" / "video" / "xyz.mkv", 1)
     return root
 
+def vcgbench(root: Path, videos: bool = True) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = {"Generic": [dict(video_name="v_gen", question="What happens in the video?",
+                               answer="A red circle moves to the right.")],
+              "Temporal": [dict(video_name="v_gen", question="What happens after the circle starts moving?",
+                                answer="It keeps moving right.")],
+              "Consistency": [dict(video_name="v_con", question_1="None", question_2="Which way does it go?",
+                                   answer="Down.")]}
+    for split, rows in tables.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), root / split / "test-00000-of-00001.parquet")
+    if videos:
+        video(root / "Test_Videos" / "v_gen.mp4", 0)
+        video(root / "Test_Videos" / "v_con.mkv", 1)
+    return root
+
+
 BUILDERS = dict(eventhallusion=eventhallusion, mvbench=mvbench, videomme=videomme, nextqa=nextqa,
-                longvideobench=longvideobench, mlvu=mlvu, videocomp=videocomp)
+                longvideobench=longvideobench, mlvu=mlvu, videocomp=videocomp,
+                vcgbench=vcgbench)
 
 def row(record, prediction: str, protocol: str, ratio=0.0, pruner="none", stop=False) -> dict:
     """A result line for `record` as the runner writes it, with a hand-written prediction."""

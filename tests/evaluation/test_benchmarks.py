@@ -43,7 +43,7 @@ def verdicts(record, protocol, replies):
 def test_layout_is_detected_and_every_item_read(folders, name):
     assert BM.detect(folders[name]) == name
     counts = {"eventhallusion": 7, "mvbench": 6, "videomme": 3, "nextqa": 3, "longvideobench": 2, "mlvu": 4,
-              "videocomp": 2}
+              "videocomp": 2, "vcgbench": 3}
     split = "val" if name == "nextqa" else None
     records = BM.load(name, folders[name], "official", split=split)
     assert len(records) == counts[name]
@@ -271,6 +271,18 @@ def test_videocomp(folders):
     assert recs[0].prompt() == recs[0].question
     assert [c for c, _ in verdicts(recs[1], "authors", ["B", THINK_B, "b) down", EMPTY])] == [True, False, True,
                                                                                             False]
+
+
+def test_vcgbench_is_run_and_kept_but_not_scored(folders):
+    recs = load(folders, "vcgbench", "official")
+    assert [(r.type, r.prompt()) for r in recs] == [
+        ("Generic", "What happens in the video?"), ("Temporal", "What happens after the circle starts moving?"),
+        ("Consistency", "Which way does it go?")]
+    assert all(r.judge for r in recs) and recs[-1].video == "Test_Videos/v_con.mkv"
+    authors = load(folders, "vcgbench", "authors")
+    assert [r.prompt() for r in authors if r.type == "Consistency"] == ["Which way does it go?"]  # q2 when q1 "None"
+    res = BM.aggregate("vcgbench", [row(r, "A circle moves.", "official") for r in recs], "official")
+    assert res["score"] is None and res["judge"] == 3 and res["judge_note"] == "not scored (judge needed)"
 
 
 # --- PDR and the report ---------------------------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...errors import UsageError
-from . import eventhallusion, longvideobench, mlvu, mvbench, nextqa, videocomp, videomme
+from . import eventhallusion, longvideobench, mlvu, mvbench, nextqa, vcgbench, videocomp, videomme
 from .base import PROTOCOLS
 
-BENCHMARKS = {m.NAME: m for m in (eventhallusion, mvbench, videomme, nextqa, longvideobench, mlvu, videocomp)}
+BENCHMARKS = {m.NAME: m for m in (eventhallusion, mvbench, videomme, nextqa, longvideobench, mlvu, videocomp,
+                                           vcgbench)}
 NAMES = tuple(BENCHMARKS)
 
 __all__ = ["BENCHMARKS", "NAMES", "PROTOCOLS", "get", "detect", "load", "score", "aggregate"]

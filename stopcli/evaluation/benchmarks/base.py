@@ -35,6 +35,20 @@ def read_json(path: Path, what: str):
         raise UsageError(f"cannot read {what} {path}: {reason}") from None
 
 
+def read_parquet(path: Path, columns: Iterable[str], what: str) -> list[dict]:
+    """The rows of a parquet table (pyarrow), after checking it has `columns`."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for anything that is not parquet
+        raise UsageError(f"cannot read {what} table {path}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise UsageError(f"{path} lacks the {what} column(s) {', '.join(missing)}")
+    return table.to_pylist()
+
+
 def find_video(folder: Path, candidates: Iterable[str]) -> str:
     """The first candidate (relative to `folder`) that exists, else the first one (reported missing when run)."""
     candidates = list(candidates)

@@ -13,7 +13,7 @@ from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
 from .base import PROTOCOLS  # noqa: F401  (every protocol applies; the registry reads it)
-from .base import check_protocol, find_video, result, tally, verdict, with_extensions
+from .base import check_protocol, find_video, read_parquet, result, tally, verdict, with_extensions
 
 NAME = "videomme"
 TITLE = "Video-MME"
@@ -59,19 +59,6 @@ def prompt(question: str, options: list[str], protocol: str) -> str:
     return INSTRUCTION + "\n" + question + "\n" + "\n".join(options) + "\nThe best answer is:"
 
 
-def read_table(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for anything that is not parquet
-        raise UsageError(f"cannot read Video-MME table {path}: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in COLUMNS if c not in table.column_names]
-    if missing:
-        raise UsageError(f"{path} lacks the Video-MME column(s) {', '.join(missing)}")
-    return table.to_pylist()
-
-
 def load(folder: Path, protocol: str = "official", bounds: bool = True, split: str | None = None) -> list[Record]:
     check_protocol(TITLE, protocol)
     path = _parquet(folder)
@@ -80,7 +67,7 @@ def load(folder: Path, protocol: str = "official", bounds: bool = True, split: s
     if split is not None and split not in DURATIONS:
         raise UsageError(f"Video-MME has no duration {split!r}; choose from {', '.join(DURATIONS)}")
     records = []
-    for row in read_table(path):
+    for row in read_parquet(path, COLUMNS, "Video-MME"):
         if split is not None and row.get("duration") != split:
             continue
         options = [str(o) for o in row.get("options") or []]
