@@ -120,8 +120,10 @@ def bench(
         from ..evaluation import report as R
 
         rep = R.report(rows)
-    if plot is not None:  # a benchmark run plots its benchmark's score, a generic run accuracy and prefill time
-        R.plot(rep, plot) if rep else B.plot(summary, plot)
+    if plot is not None and rep:  # a benchmark run plots its score per method
+        R.plot(rep, plot)
+    elif plot is not None:  # a generic run: accuracy and prefill time
+        B.plot(summary, plot)
     if as_json:
         typer.echo(json.dumps(dict(results=str(out_path), items=len(rows), failed=len(failed), summary=summary,
                                    **({"report": rep} if rep else {})), indent=2))
@@ -132,8 +134,8 @@ def bench(
                     "speed-up"):
             table.add_column(col, justify="left" if col in ("method", "type") else "right")
         for r in summary:
-            name = "no pruning" if r["pruner"] == "none" else r["pruner"] + (" + SToP" if r["stop"] else "")
-            table.add_row(f"{r['ratio']:g}", name, r["type"], str(r["items"]), str(r["failed"]),
+            label = "no pruning" if r["pruner"] == "none" else r["pruner"] + (" + SToP" if r["stop"] else "")
+            table.add_row(f"{r['ratio']:g}", label, r["type"], str(r["items"]), str(r["failed"]),
                           "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
                           "-" if r["kept"] is None else f"{r['kept']:.0f}", ms(r["prefill_ms"]),
                           "-" if r["speedup"] is None else f"{r['speedup']:.2f}x")
