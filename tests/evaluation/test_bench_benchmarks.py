@@ -20,10 +20,10 @@ def lines(path):
 
 def test_eventhallusion_end_to_end_on_the_embedded_model(tmp_path):
     folder = eventhallusion(tmp_path / "EventHallusion")
-    r = runner.invoke(app, ["bench", str(folder), *SMALL, "--ratio", "0,0.9", "--json"])  # layout detected
+    r = runner.invoke(app, ["bench", str(folder), *SMALL, "--ratio", "0.9", "--json"])  # layout detected
     assert r.exit_code == 0, r.output
     rows = lines(folder / "stop-results.jsonl")
-    assert len(rows) == 7 * 2 and all(x["error"] is None for x in rows)
+    assert len(rows) == 7 and all(x["error"] is None for x in rows)
     assert {x["protocol"] for x in rows} == {"official"} and {x["benchmark"] for x in rows} == {"eventhallusion"}
     binary = [x for x in rows if not x["judge"]]
     assert all(x["prompt"].endswith("\nPlease answer yes or no:") and x["prompt"] in x["chat"] for x in binary)
@@ -34,25 +34,22 @@ def test_eventhallusion_end_to_end_on_the_embedded_model(tmp_path):
     rep = json.loads(r.stdout)["report"]
     eh = rep["settings"][0]["results"]["eventhallusion"]
     assert eh["judge"] == 3 and eh["scored"] == 4 and set(eh["groups"]) == {"entire", "interleave", "misleading"}
-    base, pruned = eh["score"], rep["settings"][1]["results"]["eventhallusion"]["score"]
-    assert base == pytest.approx(sum(x["correct"] for x in binary if x["ratio"] == 0) / 4)
-    if base:  # PDR against the unpruned rows of the same run
-        assert rep["settings"][1]["pdr"]["eventhallusion"] == pytest.approx((base - pruned) / base)
+    assert eh["score"] == pytest.approx(sum(x["correct"] for x in binary) / 4) and not rep["has_unpruned"]
 
     md = runner.invoke(app, ["report", str(folder / "stop-results.jsonl"), "--markdown"])
     assert md.exit_code == 0, md.output
     assert "| ratio | method | EventHallusion |" in md.stdout and "| 0.9 | holitom |" in md.stdout
-    assert "descriptions: not scored (judge needed)" in md.stdout
+    assert "descriptions: not scored (judge needed)" in md.stdout and "PDR needs the unpruned run" in md.stdout
     # re-scored under the authors' parser without generating: same replies, their verdicts
     again = runner.invoke(app, ["report", str(folder / "stop-results.jsonl"), "--protocol", "authors", "--json"])
     rep2 = json.loads(again.stdout)
-    want = sum(BM.score(x, "authors")["correct"] for x in binary if x["ratio"] == 0) / 4
+    want = sum(BM.score(x, "authors")["correct"] for x in binary) / 4
     assert rep2["protocol"] == "authors"
     assert rep2["settings"][0]["results"]["eventhallusion"]["score"] == pytest.approx(want)
     lm = runner.invoke(app, ["report", str(folder / "stop-results.jsonl"), "--protocol", "lmms-eval"])
     assert lm.exit_code == 0 and "EventHallusion has no lmms-eval protocol: scored as run (official)" in lm.stdout
     # --resume under another protocol would mix prompts in one file
-    bad = runner.invoke(app, ["bench", str(folder), *SMALL, "--ratio", "0,0.9", "--resume", "--protocol", "authors"])
+    bad = runner.invoke(app, ["bench", str(folder), *SMALL, "--ratio", "0.9", "--resume", "--protocol", "authors"])
     assert bad.exit_code == 2 and "protocol=official" in bad.stderr
 
 
