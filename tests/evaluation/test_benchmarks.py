@@ -352,3 +352,22 @@ def test_videomme_as_the_authors_script_lays_it_out(tmp_path):
     assert recs[1].video == "video/bbbbbbbbbbb.mp4" and recs[0].video == "data/aaaaaaaaaaa.mp4"  # missing: reported
     (root / "test-00000-of-00001.parquet").write_text("not parquet")
     assert BM.detect(root) is None
+
+
+def test_longvideobench_from_the_hubs_parquet_copy(tmp_path, folders):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    items = json.loads((folders["longvideobench"] / "lvb_val.json").read_text())
+    for it in items:  # the hub's table: candidates as option0..4, padded with "N/A"
+        for i in range(5):
+            it[f"option{i}"] = (it["candidates"] + ["N/A"] * 5)[i]
+        del it["candidates"]
+    pq.write_table(pa.Table.from_pylist(items), tmp_path / "validation-00000-of-00001.parquet")
+    assert BM.detect(tmp_path) == "longvideobench"
+    from_table = BM.load("longvideobench", tmp_path, "authors")
+    from_json = BM.load("longvideobench", folders["longvideobench"], "authors")
+    assert [(r.prompt(), r.answer, r.options, r.type) for r in from_table] == \
+        [(r.prompt(), r.answer, r.options, r.type) for r in from_json]
+    with pytest.raises(UsageError, match="split file missing"):
+        BM.load("longvideobench", tmp_path, "official", split="test")

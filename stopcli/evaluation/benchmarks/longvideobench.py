@@ -1,6 +1,7 @@
 """LongVideoBench (longvideobench/LongVideoBench): 4-5 option questions on videos up to an hour long.
 
-Layout: lvb_val.json, lvb_test_wo_gt.json, videos/<video_path>, subtitles/ (not used: the no-subtitle setting).
+Layout: lvb_val.json, lvb_test_wo_gt.json (or the hub's validation-00000-of-00001.parquet copy, which the SToP
+authors read), videos/<video_path>, subtitles/ (not used: the no-subtitle setting).
 Fields: id, video_id, video_path, duration_group (8/15/60/600/3600 s), question_category, question,
 candidates, correct_choice (an index; absent in the test file), duration."""
 
@@ -12,7 +13,7 @@ from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
 from .base import PROTOCOLS  # noqa: F401  (every protocol applies; the registry reads it)
-from .base import check_protocol, read_json, result, tally, verdict
+from .base import check_protocol, read_json, read_parquet, result, tally, verdict
 
 NAME = "longvideobench"
 TITLE = "LongVideoBench"
@@ -25,8 +26,28 @@ AUTHORS_INSTRUCTION = ("Select the best answer to the following multiple-choice 
                        "Respond with only the letter (A, B, C, or D) of the correct option.")
 
 
+PARQUET = {"val": "validation-00000-of-00001.parquet"}  # the hub's table copy (option0..4, "N/A"-padded)
+
+
 def detect(folder: Path) -> bool:
-    return any((folder / f).is_file() for f in FILES.values())
+    return any((folder / f).is_file() for f in FILES.values()) or (folder / PARQUET["val"]).is_file()
+
+
+def _items(folder: Path, split: str) -> list:
+    """The split's questions: the JSON file, or the parquet copy the SToP authors read (options back to a list)."""
+    path = folder / FILES[split]
+    if path.is_file():
+        items = read_json(path, "LongVideoBench questions")
+        if not isinstance(items, list):
+            raise UsageError(f"{path} is not a list of questions")
+        return items
+    if split in PARQUET and (folder / PARQUET[split]).is_file():
+        rows = read_parquet(folder / PARQUET[split], ("video_path", "question", "option0", "correct_choice"),
+                            "LongVideoBench")
+        for r in rows:
+            r["candidates"] = [r[f"option{i}"] for i in range(5) if r.get(f"option{i}") not in (None, "N/A")]
+        return rows
+    raise UsageError(f"LongVideoBench split file missing: {path}")
 
 
 def prompt(question: str, candidates: list[str], protocol: str) -> str:
@@ -46,12 +67,7 @@ def load(folder: Path, protocol: str = "official", bounds: bool = True, split: s
     split = split or "val"
     if split not in FILES:
         raise UsageError(f"LongVideoBench has no split {split!r}; choose from {', '.join(FILES)}")
-    path = folder / FILES[split]
-    if not path.is_file():
-        raise UsageError(f"LongVideoBench split file missing: {path}")
-    items = read_json(path, "LongVideoBench questions")
-    if not isinstance(items, list):
-        raise UsageError(f"{path} is not a list of questions")
+    items = _items(folder, split)
     records = []
     for n, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("question"), str) or \
