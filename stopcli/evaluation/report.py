@@ -21,10 +21,17 @@ PDR_GROUPS = ("fine-grained", "mcqa")
 
 
 def load_rows(paths: list[Path]) -> list[dict]:
-    rows = []
+    """The result lines of every file, each tagged with the model of its run (from RESULTS.meta.json) so that runs
+    of several backbones make one table; a line seen twice (the same file passed twice) counts once."""
+    rows: dict[tuple, dict] = {}
     for path in paths:
         if not path.is_file():
             raise UsageError(f"results file not found: {path}")
+        meta_path = path.with_suffix(".meta.json")
+        try:
+            model = json.loads(meta_path.read_text()).get("model") if meta_path.is_file() else None
+        except (OSError, json.JSONDecodeError, AttributeError):
+            model = None
         got = []
         for line in path.read_text().splitlines():
             try:
@@ -32,11 +39,12 @@ def load_rows(paths: list[Path]) -> list[dict]:
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
             if isinstance(r, dict) and "key" in r and "ratio" in r:
+                r.setdefault("model", model)
                 got.append(r)
         if not got:
             raise UsageError(f"no result lines in {path}")
-        rows.extend(got)
-    return rows
+        rows.update({(r["model"], r["key"]): r for r in got})
+    return list(rows.values())
 
 
 def rescore(rows: list[dict], protocol: str | None) -> list[dict]:
@@ -79,22 +87,25 @@ def report(rows: list[dict], protocol: str | None = None) -> dict:
     label = protocol or (used[0] if len(used) == 1 else ", ".join(used) if used else "generic scorer")
     names = list(dict.fromkeys(r.get("benchmark") or GENERIC for r in rows))
     names.sort(key=lambda n: list(BENCHMARKS).index(n) if n in BENCHMARKS else len(BENCHMARKS))
+    models = list(dict.fromkeys(r.get("model") for r in rows))
     by: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        by[(float(r["ratio"]), r["pruner"], bool(r["stop"]), r.get("benchmark") or GENERIC)].append(r)
-    settings = sorted({k[:3] for k in by}, key=lambda k: (k[0], k[1] != "none", k[1], k[2]))
+        by[(r.get("model"), float(r["ratio"]), r["pruner"], bool(r["stop"]), r.get("benchmark") or GENERIC)].append(r)
+    settings = sorted({k[:4] for k in by}, key=lambda k: (models.index(k[0]), k[1], k[2] != "none", k[2], k[3]))
     table = []
-    for ratio, pruner, stop in settings:
+    for model, ratio, pruner, stop in settings:
         results = {}
         for n in names:
-            items = by.get((ratio, pruner, stop, n))
+            items = by.get((model, ratio, pruner, stop, n))
             if items:
                 p = _protocol_for(n, protocol, items[0].get("protocol"))
                 results[n] = aggregate(n, items, p) if n in BENCHMARKS else _generic(items, "generic")
-        table.append(dict(ratio=ratio, pruner=pruner, stop=stop, method=method(pruner, stop), results=results))
-    base = next((t for t in table if t["ratio"] == 0), None)
+        shown = method(pruner, stop) if len(models) == 1 else f"{_short(model)} · {method(pruner, stop)}"
+        table.append(dict(model=model, ratio=ratio, pruner=pruner, stop=stop, method=shown, results=results))
+    bases = {t["model"]: t for t in table if t["ratio"] == 0}  # PDR: each model against its own unpruned run
     for t in table:
         t["pdr"], t["pdr_groups"] = {}, {}
+        base = bases.get(t["model"])
         if base is None or t["ratio"] == 0:
             continue
         for n, res in t["results"].items():
@@ -105,7 +116,12 @@ def report(rows: list[dict], protocol: str | None = None) -> dict:
             vals = [v for n, v in t["pdr"].items() if n in BENCHMARKS and BENCHMARKS[n].GROUP == g]
             if vals:
                 t["pdr_groups"][g] = sum(vals) / len(vals)
-    return dict(protocol=label, asked=protocol, benchmarks=names, settings=table, has_unpruned=base is not None)
+    return dict(protocol=label, asked=protocol, benchmarks=names, models=models, settings=table,
+                has_unpruned=all(m in bases for m in models))
+
+
+def _short(model: str | None) -> str:
+    return "?" if model is None else model.rstrip("/").split("/")[-1]
 
 
 def _title(name: str) -> str:
@@ -185,7 +201,8 @@ def to_json(rep: dict) -> str:
 
 
 def plot(rep: dict, path: Path) -> Path:
-    """Headline score against ratio, one panel per benchmark, one line per method (ratio 0 starts every line)."""
+    """Headline score against ratio, one panel per benchmark, one line per model and method (each line starts at
+    its model's ratio-0 point)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,13 +210,15 @@ def plot(rep: dict, path: Path) -> Path:
 
     names = rep["benchmarks"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
-    base = [t for t in rep["settings"] if t["ratio"] == 0]
+    lines = list(dict.fromkeys((t["model"], t["pruner"], t["stop"]) for t in rep["settings"] if t["ratio"] > 0))
     for ax, n in zip(axes[0], names):
-        for m in sorted({(t["pruner"], t["stop"]) for t in rep["settings"] if t["ratio"] > 0}):
-            pts = base + sorted((t for t in rep["settings"] if (t["pruner"], t["stop"]) == m), key=lambda t: t["ratio"])
+        for model, pruner, stop in lines:
+            base = [t for t in rep["settings"] if t["ratio"] == 0 and t["model"] == model]
+            pts = base + sorted((t for t in rep["settings"] if (t["model"], t["pruner"], t["stop"]) ==
+                                 (model, pruner, stop)), key=lambda t: t["ratio"])
             ys = [t["results"].get(n, {}).get("score") for t in pts]
             ax.plot([t["ratio"] for t in pts], [100 * y if y is not None else float("nan") for y in ys],
-                    "-" if m[1] else "--", marker="o", label=method(*m))
+                    "-" if stop else "--", marker="o", label=pts[-1]["method"])
         ax.set(title=_title(n), xlabel="ratio (fraction of visual tokens dropped)", ylabel="score %")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -129,3 +129,25 @@ def test_report_on_generic_rows_uses_the_generic_scorer(tmp_path):
     assert rep["benchmarks"] == ["generic"]
     assert [t["results"]["generic"]["score"] for t in rep["settings"]] == [1.0, 0.5]  # gold "a" is a letter
     assert rep["settings"][1]["pdr"]["generic"] == pytest.approx(0.5)
+
+
+def test_report_over_two_backbones_keeps_them_apart(tmp_path):
+    folder = videomme(tmp_path / "Video-MME", videos=False)
+    recs = BM.load("videomme", folder, "official")
+    paths = []
+    for model, right in (("org/model-a", (3, 2)), ("org/model-b", (2, 2))):  # questions right at ratio 0 / 0.9
+        rows = [row(r, r.answer if i < right[0] else "D", "official") for i, r in enumerate(recs)]
+        rows += [row(r, r.answer if i < right[1] else "D", "official", 0.9, "holitom", True)
+                 for i, r in enumerate(recs)]
+        path = tmp_path / f"{model.split('/')[1]}.jsonl"
+        path.write_text("".join(json.dumps(x) + "\n" for x in rows))
+        path.with_suffix(".meta.json").write_text(json.dumps(dict(model=model, protocol="official")))
+        paths.append(str(path))
+    r = runner.invoke(app, ["report", *paths, paths[0], "--json"])  # the first file twice: counted once
+    rep = json.loads(r.stdout)
+    assert rep["models"] == ["org/model-a", "org/model-b"] and len(rep["settings"]) == 4
+    got = {(t["model"], t["ratio"]): (t["results"]["videomme"]["score"], t["pdr"].get("videomme"))
+           for t in rep["settings"]}
+    assert got[("org/model-a", 0.9)] == (pytest.approx(2 / 3), pytest.approx(1 / 3))  # against model-a's 3/3
+    assert got[("org/model-b", 0.9)] == (pytest.approx(2 / 3), pytest.approx(0.0))  # against model-b's 2/3
+    assert got[("org/model-a", 0.0)][0] == 1.0 and rep["settings"][1]["method"] == "model-a · holitom + SToP"
