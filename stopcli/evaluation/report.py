@@ -159,7 +159,8 @@ def tables(rep: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             rows.append([f"{t['ratio']:g}", t["method"], _pct(res["score"])] +
                         [_pct(res["groups"].get(g, {}).get("accuracy")) for g in cols] +
                         [str(res["scored"]), str(res["excluded"]), str(res["failed"]), str(res["judge"])])
-        out.append((f"{_title(n)}: {rep['settings'][0]['results'].get(n, {}).get('score_name', '')}",
+        how = next(t["results"][n]["score_name"] for t in rep["settings"] if n in t["results"])
+        out.append((f"{_title(n)}: {how}",
                     ["ratio", "method", "score"] + cols + ["scored", "excluded", "failed", "judge"], rows))
     return out
 
