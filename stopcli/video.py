@@ -71,11 +71,65 @@ def sample_indices(total: int, fps: float, num_frames: int | None, sample_fps: f
     return np.unique(np.clip(np.round(idx).astype(np.int64), first, last - 1))
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The images of a frame folder in frame order (names sort as numbers where they are numbers: 2.jpg < 10.jpg)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=lambda p: (int(p.stem) if p.stem.isdigit() else float("inf"), p.name))
+
+
+def _read_frame_folder(path: Path, num_frames: int | None, fps: float | None, start: float | None,
+                       end: float | None, frame_rate: float) -> Clip:
+    """A folder of frames is a video at `frame_rate` frames per second: sampled exactly like a file."""
+    from PIL import Image
+
+    files = frame_files(path)
+    if not files:
+        raise StopError(f"frame folder has no frames (.jpg/.png): {path}")
+    idx = sample_indices(len(files), frame_rate, num_frames, fps, start, end)
+    try:
+        images = [np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]
+    except OSError:
+        raise StopError(f"cannot read the frames of {path}: an image is damaged") from None
+    if len({im.shape for im in images}) != 1:
+        raise StopError(f"the frames of {path} differ in size")
+    notes = [f"asked for {num_frames} frames but the range holds {len(idx)}; using {len(idx)}"] \
+        if fps is None and num_frames is not None and len(idx) < num_frames else []
+    return Clip(frames=np.stack(images), indices=idx, fps=frame_rate, total_frames=len(files), path=str(path),
+                notes=notes)
+
+
+def _read_gif(path: Path, num_frames: int | None, fps: float | None, start: float | None, end: float | None,
+              frame_rate: float) -> Clip:
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as im:
+            frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
+    except OSError:
+        raise StopError(f"cannot decode {path}: not a GIF or the file is damaged") from None
+    if not frames:
+        raise StopError(f"video has no frames: {path}")
+    idx = sample_indices(len(frames), frame_rate, num_frames, fps, start, end)
+    return Clip(frames=np.stack([frames[i] for i in idx]), indices=idx, fps=frame_rate, total_frames=len(frames),
+                path=str(path))
+
+
 def read_video(path: str | Path, num_frames: int | None = 32, fps: float | None = None, start: float | None = None,
-               end: float | None = None) -> Clip:
+               end: float | None = None, frame_rate: float | None = None) -> Clip:
     """Decode `num_frames` uniformly sampled frames (or `fps` frames per second) of `path`, optionally within
-    [start, end) seconds. Raises StopError with a one-line reason for anything that is not a readable video."""
+    [start, end) seconds. With `frame_rate`, `path` may also be a folder of frames (or a GIF) played at that rate.
+    Raises StopError with a one-line reason for anything that is not a readable video."""
     path = Path(path)
+    if frame_rate is not None and (path.is_dir() or path.suffix.lower() == ".gif"):
+        if frame_rate <= 0:
+            raise StopError("a frame rate must be positive")
+        if not path.exists():
+            raise StopError(f"video not found: {path}")
+        reader = _read_frame_folder if path.is_dir() else _read_gif
+        return reader(path, num_frames, fps, start, end, frame_rate)
     vr = _open(path)
     total = len(vr)
     if total == 0:

@@ -33,6 +33,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
     (("ask", "samples/red_circle.mp4", "q", "--pruner", "nope"), 2),
     (("compare", "samples/red_circle.mp4", "q", "--pruners", "visionzip,nope"), 2),
     (("bench", "samples", "--ratio", "0,2"), 2),
+    (("bench", "samples", "--protocol", "nope"), 2),
+    (("bench", "samples", "--benchmark", "nope"), 2),
+    (("bench", "samples", "--benchmark", "mvbench"), 2),
+    (("report", "--help"), 0),
+    (("report", "no-such-results.jsonl"), 2),
     (("show", "samples/red_circle.mp4", "--ratio", "0"), 2),
     (("ask", "samples/red_circle.mp4", "q", "--preset", "no-such-preset"), 2),
 ])

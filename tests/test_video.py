@@ -47,3 +47,37 @@ def test_bad_ranges(videos):
         read_video(videos["good"], num_frames=4, start=100.0)
     with pytest.raises(StopError, match="empty time range"):
         read_video(videos["good"], num_frames=4, start=1.0, end=0.5)
+
+
+def test_a_frame_folder_is_a_video_at_its_frame_rate(tmp_path):
+    from PIL import Image
+
+    from stopcli.embedded.world import moving_shape_frames
+
+    frames = moving_shape_frames("circle", "red", "right", frames=12, size=32)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, f in enumerate(frames, 1):  # 1-based numbers that sort wrongly as text past 9
+        Image.fromarray(f).save(folder / f"{i}.png")
+    clip = read_video(folder, num_frames=4, frame_rate=3.0)
+    assert clip.indices.tolist() == [0, 4, 7, 11] and clip.fps == 3.0 and clip.total_frames == 12
+    assert np.array_equal(clip.frames[-1], frames[11])  # 12.png, not 9.png
+    # clip bounds in seconds at 3 fps: [1 s, 3 s) holds frames 3..8
+    assert read_video(folder, num_frames=3, frame_rate=3.0, start=1.0, end=3.0).indices.tolist() == [3, 6, 8]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StopError, match="frame folder has no frames"):
+        read_video(tmp_path / "empty", num_frames=4, frame_rate=3.0)
+    with pytest.raises(StopError, match="directory"):  # without a frame rate a folder is still not a video
+        read_video(folder, num_frames=4)
+
+
+def test_a_gif_is_read_at_the_given_rate(tmp_path):
+    from PIL import Image
+
+    from stopcli.embedded.world import moving_shape_frames
+
+    frames = moving_shape_frames("square", "blue", "down", frames=6, size=32)
+    Image.fromarray(frames[0]).save(tmp_path / "a.gif", save_all=True,
+                                    append_images=[Image.fromarray(f) for f in frames[1:]], duration=40)
+    clip = read_video(tmp_path / "a.gif", num_frames=3, frame_rate=25.0)
+    assert clip.num_frames == 3 and clip.total_frames == 6 and clip.frames.shape[1:] == (32, 32, 3)

@@ -10,8 +10,11 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
+from ..evaluation.benchmarks import NAMES as BENCHMARK_NAMES
+from ..evaluation.benchmarks import PROTOCOLS
 from ..presets import DEFAULT_PRESET, load_preset, validate_pruner, validate_ratio
-from .common import app, counts, err, load, ms, number, out, split, user_errors
+from .common import app, counts, err, load, ms, number, out, split as split_list, user_errors
+from .report import print_report
 
 
 @app.command()
@@ -19,6 +22,14 @@ from .common import app, counts, err, load, ms, number, out, split, user_errors
 def bench(
     folder: Path = typer.Argument(..., help="Folder of videos (and annotations)."),
     annotations: Optional[Path] = typer.Option(None, help="Annotations file (default: the folder's)."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help=f"Read FOLDER as a published benchmark: "
+                                            f"{', '.join(BENCHMARK_NAMES)} (default: detected from the layout)."),
+    protocol: str = typer.Option("official", "--protocol", help="Prompts and answer parser: official, lmms-eval "
+                                 "or authors (see docs/benchmarks.md)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Benchmark split, task(s) or duration, e.g. val, "
+                                        "action_sequence,object_shuffle, short."),
+    bounds: bool = typer.Option(True, "--bounds/--no-bounds", help="Honour clip bounds where the protocol does "
+                                "(--no-bounds samples the whole video, as the authors did)."),
     question: Optional[str] = typer.Option(None, help="Without annotations: ask this of every video."),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset name or YAML path."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder."),
@@ -32,7 +43,7 @@ def bench(
     output: Optional[Path] = typer.Option(None, help="JSONL results (default FOLDER/stop-results.jsonl)."),
     resume: bool = typer.Option(False, "--resume", help="Skip items already in the results file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write accuracy and prefill vs ratio as a PNG."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write score vs ratio as a PNG (generic: and prefill)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
@@ -44,41 +55,78 @@ def bench(
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
     p, origin = load_preset(preset)
-    ratios = [validate_ratio(number(x, "--ratio")) for x in split(ratio or str(p.ratio), "--ratio")]
-    bases = [validate_pruner(b) for b in split(pruners or p.pruner, "--pruners")]
+    ratios = [validate_ratio(number(x, "--ratio")) for x in split_list(ratio or str(p.ratio), "--ratio")]
+    bases = [validate_pruner(b) for b in split_list(pruners or p.pruner, "--pruners")]
     if stop_mode not in ("both", "on", "off"):
         raise UsageError("--stop-mode must be both, on or off")
     if both and stop_flag is not None:
         raise UsageError("--both cannot be combined with --stop or --no-stop")
     mode = "both" if both else stop_mode if stop_flag is None else ("on" if stop_flag else "off")
     n_frames, new_tokens = counts(p, frames, max_new_tokens)
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
 
-    from ..evaluation import runner as B
-    from ..evaluation.annotations import load_records
+    from ..evaluation import benchmarks as BM
+    from ..evaluation.annotations import ANNOTATION_NAMES, load_records
 
+    if benchmark is not None:
+        name = BM.get(benchmark).NAME
+        if annotations is not None or question is not None:
+            raise UsageError("--annotations and --question do not apply to --benchmark runs")
+    elif annotations is None and question is None and not any((folder / n).is_file() for n in ANNOTATION_NAMES):
+        name = BM.detect(folder)
+        if name is None:
+            raise UsageError(f"{folder} has no annotations file ({', '.join(ANNOTATION_NAMES)}) and matches no "
+                             f"benchmark layout; pass --benchmark NAME, --annotations FILE or --question TEXT")
+    else:
+        name = None
+    if name is None and (split is not None or not bounds):
+        raise UsageError("--split and --no-bounds apply to --benchmark runs")
     out_path = output or folder / "stop-results.jsonl"
+    meta_path = out_path.with_suffix(".meta.json")
+    meta = dict(benchmark=name, protocol=protocol if name else None, split=split, bounds=bounds if name else None)
     if out_path.is_file() and out_path.stat().st_size and not (resume or overwrite):
         raise UsageError(f"{out_path} already holds results: pass --resume to continue it or --overwrite")
+    if resume and meta_path.is_file():
+        before = json.loads(meta_path.read_text())
+        changed = [k for k in meta if before.get(k) != meta[k]]
+        if changed:
+            raise UsageError(f"{out_path} was run with {', '.join(f'{k}={before.get(k)}' for k in changed)}; "
+                             "--resume needs the same settings (or --overwrite, or another --output)")
     if overwrite and out_path.is_file():
         out_path.unlink()
-    records = load_records(folder, annotations, question)
+    records = BM.load(name, folder, protocol, bounds, split) if name else load_records(folder, annotations, question)
+    if not records:
+        raise UsageError(f"no questions to run in {folder}")
+    from ..evaluation import runner as B  # loads torch: only once the arguments and the folder are known good
+
     grid = B.settings_grid(ratios, bases, mode)
     skip = B.done_keys(out_path) if resume else set()
     total = sum(1 for r in records for s in grid if B.item_key(r.key, s) not in skip)
     backbone = load(p, origin, model, device, dtype, trust_remote_code)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(dict(meta, folder=str(folder), model=backbone.name, frames=n_frames,
+                                         max_new_tokens=new_tokens), indent=2) + "\n")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True) as progress:
         task = progress.add_task("bench", total=total)
         B.run_bench(backbone, folder, records, grid, out_path, frames=n_frames, max_new_tokens=new_tokens,
-                    skip=skip, on_item=lambda row: progress.advance(task))
+                    skip=skip, on_item=lambda row: progress.advance(task), protocol=protocol if name else None)
     rows = B.read_rows(out_path)
     summary = B.summarise(rows)
-    if plot is not None:
-        B.plot(summary, plot)
     failed = [r for r in rows if r.get("error")]
+    rep = None
+    if name:
+        from ..evaluation import report as R
+
+        rep = R.report(rows)
+    if plot is not None and rep:  # a benchmark run plots its score per method
+        R.plot(rep, plot)
+    elif plot is not None:  # a generic run: accuracy and prefill time
+        B.plot(summary, plot)
     if as_json:
-        typer.echo(json.dumps(dict(results=str(out_path), items=len(rows), failed=len(failed), summary=summary),
-                              indent=2))
+        typer.echo(json.dumps(dict(results=str(out_path), items=len(rows), failed=len(failed), summary=summary,
+                                   **({"report": rep} if rep else {})), indent=2))
     else:
         table = Table(title=f"{backbone.name}  ·  {len(records)} records  ·  results in {out_path}",
                       title_justify="left")
@@ -86,12 +134,14 @@ def bench(
                     "speed-up"):
             table.add_column(col, justify="left" if col in ("method", "type") else "right")
         for r in summary:
-            name = "no pruning" if r["pruner"] == "none" else r["pruner"] + (" + SToP" if r["stop"] else "")
-            table.add_row(f"{r['ratio']:g}", name, r["type"], str(r["items"]), str(r["failed"]),
+            label = "no pruning" if r["pruner"] == "none" else r["pruner"] + (" + SToP" if r["stop"] else "")
+            table.add_row(f"{r['ratio']:g}", label, r["type"], str(r["items"]), str(r["failed"]),
                           "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
                           "-" if r["kept"] is None else f"{r['kept']:.0f}", ms(r["prefill_ms"]),
                           "-" if r["speedup"] is None else f"{r['speedup']:.2f}x")
         out.print(table)
+        if rep:
+            print_report(rep)
     for r in failed[:5]:
         err.print(f"failed: {r['video']}: {r['error']}", markup=False)
     if failed:

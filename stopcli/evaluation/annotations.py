@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StopError
@@ -31,12 +31,31 @@ class Record:
     options: tuple[str, ...] | None = None
     type: str | None = None
     error: str | None = None
+    # Set by the benchmark readers (stopcli/evaluation/benchmarks/); the generic format leaves them empty.
+    benchmark: str | None = None
+    qid: str | None = None  # tells apart two questions that share video, text and options
+    text: str | None = None  # the prompt the benchmark's protocol sends, byte for byte
+    system: str | None = None  # the protocol's system message, sent as the chat template's system turn
+    prefix: str | None = None  # the protocol's answer prefix, sent as the start of the assistant's reply
+    start: float | None = None  # clip bounds in seconds, where the protocol honours them
+    end: float | None = None
+    frame_rate: float | None = None  # a folder of frames (or a GIF) is a video at this rate
+    judge: bool = False  # scored only by an LLM judge: run and kept, reported as not scored
+    meta: dict = field(default_factory=dict, compare=False)  # what the benchmark's scorer and report need
 
     @property
     def key(self) -> str:
-        return f"{self.video}::{self.question}::{'|'.join(self.options or ())}"
+        base = f"{self.video}::{self.question}::{'|'.join(self.options or ())}"
+        return f"{base}::{self.qid}" if self.qid is not None else base
+
+    @property
+    def clip(self) -> tuple:
+        """What decoding depends on: records that share it share one decode and one vision pass."""
+        return self.video, self.start, self.end, self.frame_rate
 
     def prompt(self) -> str:
+        if self.text is not None:
+            return self.text
         if not self.options or "(a)" in self.question.lower():
             return self.question
         listed = " ".join(f"({LETTERS[i]}) {opt}" for i, opt in enumerate(self.options))

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from ..errors import StopError
 from ..pipeline import EncodedVideo, PruneSettings, answer
 from .annotations import Record
-from .scoring import is_correct
+from .scoring import score_row
 from ..video import read_video
 
 
@@ -78,22 +78,34 @@ class ResultWriter:
         self.file.close()
 
 
-def failure_row(record: Record, s: Setting, key: str, reason: str) -> dict:
-    return dict(key=key, video=record.video, question=record.question, answer=record.answer, prediction=None,
-                correct=None, type=record.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop, visual_tokens=None,
-                timings_ms=None, error=reason)
+def record_fields(record: Record, protocol: str | None) -> dict:
+    """What a result line says about its question: enough to re-score it under any protocol without the model."""
+    return dict(benchmark=record.benchmark, protocol=protocol if record.benchmark else None, video=record.video,
+                question=record.question, answer=record.answer,
+                options=list(record.options) if record.options else None, type=record.type, meta=record.meta or None,
+                prompt=record.prompt(), system=record.system, answer_prefix=record.prefix, judge=record.judge,
+                clip=None if record.start is None and record.frame_rate is None else
+                dict(start=record.start, end=record.end, frame_rate=record.frame_rate))
+
+
+def failure_row(record: Record, s: Setting, key: str, reason: str, protocol: str | None = None) -> dict:
+    return dict(key=key, **record_fields(record, protocol), chat=None, prediction=None, parsed=None, correct=None,
+                scored=False, ratio=s.ratio, pruner=s.pruner, stop=s.stop, visual_tokens=None, timings_ms=None,
+                error=reason)
 
 
 def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting], output: Path, *, frames: int,
-              max_new_tokens: int, skip: set[str], on_item: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every (record, setting) not in `skip`; write and return the rows."""
+              max_new_tokens: int, skip: set[str], on_item: Callable[[dict], None] | None = None,
+              protocol: str | None = None) -> list[dict]:
+    """Run every (record, setting) not in `skip`; write and return the rows. Benchmark records are scored with
+    `protocol`'s parser (their prompts were built for it when they were read)."""
     writer = ResultWriter(output)
     rows: list[dict] = []
-    by_video: dict[str, list[Record]] = defaultdict(list)
+    by_video: dict[tuple, list[Record]] = defaultdict(list)
     for rec in records:
-        by_video[rec.video].append(rec)
+        by_video[rec.clip].append(rec)  # same file and same clip bounds: one decode, one vision pass
     try:
-        for video, recs in by_video.items():
+        for (video, start, end, frame_rate), recs in by_video.items():
             todo = [(r, s) for r in recs for s in grid if item_key(r.key, s) not in skip]
             if not todo:
                 continue
@@ -103,35 +115,36 @@ def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting]
                     raise StopError(todo[0][0].error)
                 path = Path(video) if Path(video).is_absolute() else folder / video
                 t0 = time.perf_counter()
-                clip = read_video(path, num_frames=frames)
+                clip = read_video(path, num_frames=frames, start=start, end=end, frame_rate=frame_rate)
                 decode_ms = (time.perf_counter() - t0) * 1000
             except StopError as exc:
                 video_error = str(exc)
             for rec, s in todo:
                 key = item_key(rec.key, s)
                 if rec.error or video_error:
-                    row = failure_row(rec, s, key, rec.error or video_error)
+                    row = failure_row(rec, s, key, rec.error or video_error, protocol)
                 else:
                     try:
-                        inputs = backbone.prepare(clip.frames, rec.prompt())
+                        inputs = backbone.prepare(clip.frames, rec.prompt(), rec.system, rec.prefix)
                         if encoded is None:  # the vision pass depends on the frames only: once per video
                             t0 = time.perf_counter()
                             enc = backbone.encode(inputs)
                             encoded = (enc, (time.perf_counter() - t0) * 1000)
                         ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
                         res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
-                        row = dict(key=key, video=rec.video, question=rec.question, answer=rec.answer,
-                                   prediction=res.answer, correct=is_correct(res.answer, rec.answer,
-                                                                             list(rec.options or []) or None),
-                                   type=rec.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
+                        row = dict(key=key, **record_fields(rec, protocol),
+                                   chat=backbone.chat_text(rec.prompt(), rec.system, rec.prefix),
+                                   prediction=res.answer, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
                                    visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
                                    timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
                                                    total=res.timings_ms["total"]),
                                    error=None)
+                        row.update(score_row(row, protocol))
                     except StopError as exc:
-                        row = failure_row(rec, s, key, str(exc))
+                        row = failure_row(rec, s, key, str(exc), protocol)
                     except RuntimeError as exc:  # e.g. out of memory on one long video: record it, go on
-                        row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                        row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                                          protocol)
                 writer.write(row)
                 rows.append(row)
                 if on_item:
@@ -167,7 +180,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         if t != "all" and all((r.get("type") or "-") == t for r in rows):
             continue  # a single type repeats the 'all' row
         good = [r for r in items if r.get("error") is None]
-        scored = [r for r in good if r.get("correct") is not None]
+        scored = [r for r in good if r.get("correct") is not None and r.get("scored", True)]
         prefill = sum(r["timings_ms"]["prefill"] for r in good) / len(good) if good else None
         out.append(dict(ratio=ratio, pruner=pruner, stop=stop, type=t, items=len(items), failed=len(items) - len(good),
                         accuracy=sum(r["correct"] for r in scored) / len(scored) if scored else None,

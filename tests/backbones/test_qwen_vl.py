@@ -117,3 +117,17 @@ def test_odd_frame_counts_and_single_images(backbone, n):
     assert enc.tokens.num_frames == (n + 1) // 2
     gen = backbone.generate(inputs, enc, get_pruner("holitom", stop=True)(enc.tokens, 0.5), max_new_tokens=2)
     assert gen.visual_tokens <= enc.tokens.num_tokens
+
+
+def test_system_turn_and_answer_prefix_go_through_the_chat_template(backbone):
+    chat = backbone.chat_text("which way?", system="Be brief.", prefix="Best option:(")
+    assert chat.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
+    assert chat.endswith("<|im_start|>assistant\nBest option:(")
+    plain = backbone.prepare(frames(4), "which way?")["input_ids"][0]
+    prefixed = backbone.prepare(frames(4), "which way?", prefix="Best option:(")["input_ids"][0]
+    assert len(prefixed) > len(plain) and prefixed[:len(plain)].tolist() == plain.tolist()  # appended after it
+    inputs = backbone.prepare(frames(4), "which way?", system="Be brief.", prefix="Best option:(")
+    assert inputs["input_ids"][0][-(len(prefixed) - len(plain)):].tolist() == prefixed[len(plain):].tolist()
+    enc = backbone.encode(inputs)  # pruned generation continues after the prefix, positions intact
+    out = backbone.generate(inputs, enc, get_pruner("holitom")(enc.tokens, 0.5), 3, min_new_tokens=3)
+    assert len(out.new_ids) == 3 and out.prompt_tokens < inputs["input_ids"].shape[1]

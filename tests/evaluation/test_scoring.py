@@ -30,3 +30,14 @@ def test_is_correct():
     assert is_correct("The red one", "red one")
     assert is_correct("anything", None) is None
     assert normalise("  The Red,  Circle! ") == "red circle"
+
+
+def test_single_letter_gold_with_options_in_the_question_is_a_letter():
+    # regression: gold "a" was normalised away as the article "a", so every such item scored wrong
+    q = "What moves? (a) a red circle (b) a blue square (c) nothing"
+    assert is_correct("(A) a red circle", "a", None, q)
+    assert is_correct("a", "a", None, q) and is_correct("A.", "A", None, q)
+    assert not is_correct("(b)", "a", None, q)
+    assert is_correct("B", "b", None, "Which?\nA. up\nB. down")
+    # no options written out: "a" stays a word answer, and a lone "(a)" is not a list
+    assert not is_correct("(A)", "a", None, "Is it (a) circle?")
