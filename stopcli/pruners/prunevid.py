@@ -137,7 +137,7 @@ class PruneVid:
         hooks = hooks or SinkHooks.none()
         keep = check_keep(keep)
         x = tokens.features
-        t, s, _ = x.shape
+        s = x.shape[1]
         dev = x.device
         spans = self.windows(tokens)
         win_of = torch.cat([torch.full((e - b + 1,), i, dtype=torch.long) for i, (b, e) in enumerate(spans)]).to(dev)

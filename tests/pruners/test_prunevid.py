@@ -1,6 +1,8 @@
 """PruneVid: window refinement and the static/dynamic split worked out on paper, the exact budget rule, one-frame
 videos, and our own (untuned) sink hooks, which the authors' code does not have."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -85,7 +87,7 @@ def test_kept_count_follows_the_rule(seed, t, h, w, keep, above, mu_t):
     p = pv.plan(tokens, keep, hooks)
     windows = p["windows"]
     assert windows[0][0] == 0 and windows[-1][1] == t - 1
-    assert all(b2 == e1 + 1 for (_, e1), (b2, _) in zip(windows, windows[1:]))
+    assert all(b2 == e1 + 1 for (_, e1), (b2, _) in itertools.pairwise(windows))
     assert t == 1 or all(e > b for b, e in windows), "refinement leaves no one-frame window"
     expect = 0
     for (b, e), static in zip(windows, p["static"]):
@@ -126,7 +128,7 @@ def test_planted_sink_kept_by_prunevid_merged_by_our_hooks(seed):
     video, sink, _ = planted_sink_tokens(8, 14, 14, 16, seed=seed, sink_cos=0.5)
     base = get_pruner("prunevid")(video, 0.15)
     stop = get_pruner("prunevid", stop=True, mu_s=0.04, mu_t=0.1)(video, 0.15)
-    alone = lambda out: ((out.positions[:, 1] == sink) & (out.counts == 1)).sum()  # noqa: E731
+    alone = lambda out: ((out.positions[:, 1] == sink) & (out.counts == 1)).sum()
     assert alone(base) == 8, "PruneVid keeps the sink as a token of its own in every frame"
     assert alone(stop) == 0
     assert stop.source[:, sink].unique().numel() == 1  # STTP: one static token for the whole window
