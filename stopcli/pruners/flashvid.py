@@ -251,7 +251,6 @@ class FlashVid:
         slot_out[ps_t, ps_slot] = inv[n_pick_rows + n_c + torch.arange(ps_t.numel(), device=dev)]
         out_of[slot_flat] = slot_out[:, :f_max][slot_ok]
         out_of[pick_t * s + pick_j] = inv[:n_pick_rows]
-        fed_all = p["merged"].flatten() & (slot_of[root] >= 0)
-        out_of = torch.where(fed_all, out_of[root], out_of)
+        out_of = torch.where(fed, out_of[root], out_of)
         return make_result(torch.cat(parts_x)[perm], frame_all[perm], pos_all[perm], torch.cat(parts_n)[perm],
                            out_of.reshape(t, s), like=x)
