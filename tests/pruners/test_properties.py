@@ -69,7 +69,7 @@ def test_budget_positions_and_bookkeeping(name, seed, t, h, w, d, keep, stop):
         assert torch.allclose(out.features[single], tokens.features[frame[single], pos[single]])
 
 
-@pytest.mark.parametrize("name", ["none", "uniform", "fastvid"])
+@pytest.mark.parametrize("name", ["none", "uniform", "fastvid", "flashvid"])
 def test_raster_order(name):
     tokens = make_tokens(3, 6, 4, 5, 8)
     out = get_pruner(name)(tokens, 0.3)
