@@ -22,7 +22,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stopcli.pruners import VisualTokens, get_pruner, sink_score  # noqa: E402
 
-METHODS = ["uniform", "visionzip", "fastvid", "holitom"]
+METHODS = ["uniform", "visionzip", "fastvid", "holitom", "prunevid", "flashvid"]
 
 
 def make_tokens(t: int, s: int, d: int, device: str, dtype: torch.dtype) -> VisualTokens:

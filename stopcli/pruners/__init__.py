@@ -19,6 +19,8 @@ _REGISTRY = {
     "visionzip": "visionzip:VisionZip",
     "fastvid": "fastvid:FastVID",
     "holitom": "holitom:HoliTom",
+    "prunevid": "prunevid:PruneVid",
+    "flashvid": "flashvid:FlashVid",
 }
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

@@ -12,8 +12,9 @@ from .types import VisualTokens
 
 
 def planted_sink_tokens(frames: int = 8, h: int = 14, w: int = 14, dim: int = 16, sink: int | None = None,
-                        seed: int = 0) -> tuple[VisualTokens, int, list[int]]:
-    """Returns the tokens, the sink's position and the object's position in each frame."""
+                        seed: int = 0, sink_cos: float = 0.76) -> tuple[VisualTokens, int, list[int]]:
+    """Returns the tokens, the sink's position and the object's position in each frame. `sink_cos`: the cosine
+    between the sink's two alternating directions."""
     g = torch.Generator().manual_seed(seed)
     s = h * w
     sink = w - 1 if sink is None else sink  # top-right corner
@@ -29,7 +30,7 @@ def planted_sink_tokens(frames: int = 8, h: int = 14, w: int = 14, dim: int = 16
     v = torch.randn(dim, generator=g)
     v -= (v @ u) * u
     v /= v.norm()
-    u2 = 0.76 * u + (1 - 0.76 ** 2) ** 0.5 * v
+    u2 = sink_cos * u + (1 - sink_cos ** 2) ** 0.5 * v
     for t in range(frames):
         feats[t, sink] = 8.0 * (u if t % 2 == 0 else u2)
     attn = (0.5 + torch.rand(frames, s, generator=g)) / 729  # SigLIP's scale: ~1/729 per patch

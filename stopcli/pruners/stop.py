@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import Tensor
 
@@ -49,7 +50,7 @@ class SToP:
     def hooks(self, tokens: VisualTokens) -> SinkHooks:
         mu_s, mu_t = self.mu
         return SinkHooks(sink_score(tokens.attention, self.gamma), mu_s, mu_t,
-                         side_tricks=mu_s > 0 or self.authors_baseline)
+                         side_tricks=mu_s > 0 or self.authors_baseline, scorer=partial(sink_score, gamma=self.gamma))
 
     def __call__(self, tokens: VisualTokens, keep: float, hooks: SinkHooks | None = None) -> PrunedTokens:
         return self.base(tokens, keep, self.hooks(tokens))

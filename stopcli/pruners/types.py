@@ -89,14 +89,17 @@ class SinkHooks:
     mu_s:         STSP weight: attention used for ranking becomes a - mu_s * s.
     mu_t:         STTP weight: consecutive-frame similarity becomes cos + mu_t * s.
     side_tricks:  the authors' contextual de-sinking (VisionZip target skip, 0.3 * s centre penalties).
+    scorer:       [T', S] attention -> [S] sink score, the function `score` came from; lets a pruner score a part
+                  of the video on its own (FlashVid's authors score each segment). None: only `score` is known.
     """
 
     def __init__(self, score: Tensor | None = None, mu_s: float = 0.0, mu_t: float = 0.0,
-                 side_tricks: bool = False) -> None:
+                 side_tricks: bool = False, scorer=None) -> None:
         self.score = score
         self.mu_s = float(mu_s)
         self.mu_t = float(mu_t)
         self.side_tricks = bool(side_tricks) and score is not None
+        self.scorer = scorer
 
     @classmethod
     def none(cls) -> SinkHooks:
@@ -107,6 +110,10 @@ class SinkHooks:
         if self.score is None or self.mu_s == 0.0:
             return attention
         return attention - self.mu_s * self.score.to(attention.dtype)
+
+    def local_score(self, attention: Tensor) -> Tensor | None:
+        """[T', S] attention of some frames -> [S] their own sink score (the video's `score` without a scorer)."""
+        return self.scorer(attention) if self.scorer is not None else self.score
 
     def temporal(self, similarity: Tensor) -> Tensor:
         """[..., S] cosine between a position in consecutive frames -> cos + mu_t * s (STTP)."""

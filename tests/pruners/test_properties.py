@@ -65,11 +65,11 @@ def test_budget_positions_and_bookkeeping(name, seed, t, h, w, d, keep, stop):
     single = out.counts == 1
     if name in ("none", "uniform"):
         assert torch.equal(out.features, tokens.features[frame, pos])
-    elif name in ("visionzip", "holitom"):
+    elif name in ("visionzip", "holitom", "prunevid", "flashvid"):
         assert torch.allclose(out.features[single], tokens.features[frame[single], pos[single]])
 
 
-@pytest.mark.parametrize("name", ["none", "uniform", "fastvid"])
+@pytest.mark.parametrize("name", ["none", "uniform", "fastvid", "flashvid"])
 def test_raster_order(name):
     tokens = make_tokens(3, 6, 4, 5, 8)
     out = get_pruner(name)(tokens, 0.3)
@@ -105,7 +105,7 @@ def test_holitom_order_static_first_in_each_window():
             assert kinds[:first_dynamic].all() and not kinds[first_dynamic:].any()
 
 
-@pytest.mark.parametrize("name", ["visionzip", "fastvid", "holitom"])
+@pytest.mark.parametrize("name", ["visionzip", "fastvid", "holitom", "prunevid", "flashvid"])
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), t=st.integers(1, 6), keep=st.floats(0.05, 1.0))
 def test_stop_with_zero_mu_is_the_base_bit_for_bit(name, seed, t, keep):
