@@ -85,7 +85,7 @@ def encode(backbone: Backbone, clip: Clip, question: str, decode_ms: float = 0.0
     """Processor + one vision-encoder pass, reused by every pruning setting of the same question."""
     sync(backbone.device)
     start = time.perf_counter()
-    inputs = backbone.prepare(clip.frames, question)
+    inputs = backbone.prepare(clip.frames, question, fps=clip.fps, indices=clip.indices)
     encoded = backbone.encode(inputs)
     sync(backbone.device)
     return EncodedVideo(clip, inputs, encoded, decode_ms, (time.perf_counter() - start) * 1000)
@@ -106,7 +106,8 @@ def answer(backbone: Backbone, video: EncodedVideo, settings: PruneSettings, max
     pruner = settings.build()
     sync(backbone.device)
     start = time.perf_counter()
-    pruned = pruner(tokens, settings.keep) if settings.ratio > 0 else get_pruner("none")(tokens)
+    pruned = (backbone.prune(pruner, video.encoded, settings.keep) if settings.ratio > 0
+              else backbone.prune(get_pruner("none"), video.encoded, 1.0))
     sync(backbone.device)
     prune_ms = (time.perf_counter() - start) * 1000
     gen = backbone.generate(video.inputs, video.encoded, pruned, max_new_tokens)

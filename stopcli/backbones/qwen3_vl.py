@@ -1,0 +1,154 @@
+"""Qwen3-VL (dense and MoE) and Qwen3.5 (dense and MoE) through transformers' own classes.
+
+The vision tower is Qwen2-VL's layout without windows: 2x2-merged patches, one token "frame" per temporal patch
+(2 video frames), every block full attention within its temporal patch. What changes against Qwen2.5-VL:
+
+- Prompt: each temporal patch is written as `<t seconds><|vision_start|>` + its S placeholders + `<|vision_end|>`,
+  so the placeholders are T runs split by text. The pruned prompt keeps every text token and, of the placeholders,
+  those of the kept tokens, in prompt order: each kept token sits in its own temporal patch's run, after its own
+  timestamp. A temporal patch whose tokens are all pruned keeps its timestamp and an empty
+  `<|vision_start|><|vision_end|>` pair: the timeline the model reads stays complete (answers that name a time
+  still have every time to name), the text after the video keeps its unpruned positions either way, and it costs
+  a handful of text tokens per emptied patch.
+- Positions: interleaved M-RoPE; every token kept (visual or text) keeps the 3-D position it has in the unpruned
+  prompt, as for Qwen2.5-VL (see qwen_vl.py for why), with a contiguous row 0.
+- DeepStack (Qwen3-VL only; Qwen3.5 has none): the vision tower also hands feature levels from intermediate blocks
+  to the first language-model layers, added at the visual positions. Each level must describe the tokens that are
+  there, so it is pruned with the features: the pruner is run under forward-mode autodiff with the level as the
+  features' tangent. The tangent of the output is then the pruner's own selection and merge weights applied to the
+  level, for any pruner whose decisions and weights do not vary smoothly with the feature values (top-k, argmax,
+  clustering, window means: every pruner in the registry). One more pass with the features as their own tangent
+  checks that: a pruner whose output is not linear in its features in this sense is refused, never silently
+  mis-merged.
+- Attention: read in the same encoder pass from the last block (the one the merger reads; DeepStack levels come
+  from earlier blocks), averaged over each 2x2 merge unit, on the common 729-patch scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import StopError
+from ..pruners import PrunedTokens, VisualTokens
+from .base import Encoded, Generation, kept_columns, timed_generate
+from .qwen_vl import QwenVLBackbone
+
+
+@dataclass(frozen=True)
+class CarriedTokens(PrunedTokens):
+    """PrunedTokens plus per-token tensors pruned with the same selection and merges.
+
+    riders: [L, N, D'] row n of each level belongs to output token n."""
+
+    riders: Tensor | None = None
+
+
+def carry(pruner, tokens: VisualTokens, keep: float, riders: Tensor) -> CarriedTokens:
+    """Prune `tokens` and carry riders [L, T, S, D'] (D' = D) through the same selection and merges."""
+    import torch.autograd.forward_ad as fwAD
+
+    x = tokens.features
+    with fwAD.dual_level():
+        out = pruner(replace(tokens, features=fwAD.make_dual(x, x)), keep)
+        features, echo = fwAD.unpack_dual(out.features)
+    features = features.detach().clone()
+    tol = 1e-4 if x.dtype == torch.float32 else 2e-2
+    scale = float(features.abs().max()) if features.numel() else 0.0
+    if echo is None or not torch.allclose(echo.float(), features.float(), rtol=tol, atol=tol * scale):
+        raise StopError(f"pruner {getattr(pruner, 'name', pruner)!r} mixes tokens with weights that depend on the "
+                        "feature values; its merges cannot be applied to this backbone's DeepStack levels")
+    levels = []
+    for level in riders:  # [T, S, D]
+        with fwAD.dual_level():
+            again = pruner(replace(tokens, features=fwAD.make_dual(x, level.to(x.dtype))), keep)
+            tangent = fwAD.unpack_dual(again.features).tangent
+        if not torch.equal(again.positions, out.positions):
+            raise StopError(f"pruner {getattr(pruner, 'name', pruner)!r} is not deterministic: two runs on the same "
+                            "tokens kept different tokens")
+        levels.append(torch.zeros_like(features) if tangent is None else tangent.detach().clone())
+    return CarriedTokens(features=features, positions=out.positions, counts=out.counts, source=out.source,
+                         riders=torch.stack(levels) if levels else None)
+
+
+class Qwen3VLBackbone(QwenVLBackbone):
+    family = "qwen3-vl"
+
+    def __init__(self, model, processor, name: str) -> None:
+        super().__init__(model, processor, name)
+        visual = model.model.visual
+        self.deepstack = len(getattr(visual, "deepstack_merger_list", None) or [])  # 0 on Qwen3.5
+        self.vision_start_id = model.config.vision_start_token_id
+        self.vision_end_id = model.config.vision_end_token_id
+
+    def prepare(self, frames: np.ndarray, question: str, fps: float | None = None,
+                indices: np.ndarray | None = None) -> dict:
+        """As HFBackbone.prepare, with the frames' own timing for the timestamps. The frames are used as given (no
+        resampling by the processor); one frame is doubled, as the processor's temporal padding would do, because
+        its resizer needs two. Without timing, frame i is taken at i / 24 s (transformers' own default)."""
+        from transformers.video_utils import VideoMetadata
+
+        idx = np.arange(len(frames)) if indices is None else np.asarray(indices).astype(int)
+        if len(idx) != len(frames):
+            raise StopError(f"{len(idx)} frame indices for {len(frames)} frames")
+        if len(frames) == 1:
+            frames, idx = np.concatenate([frames, frames]), np.concatenate([idx, idx])
+        metadata = VideoMetadata(total_num_frames=int(idx.max()) + 1, fps=float(fps or 24.0),
+                                 frames_indices=idx.tolist())
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        # cap_pixels_per_frame: the per-frame pixel budget of the Qwen team's reference preprocessing
+        inputs = self.processor(text=prompt, videos=[frames], video_metadata=[metadata], do_sample_frames=False,
+                                cap_pixels_per_frame=True, return_tensors="pt")
+        out = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
+        return out
+
+    @torch.no_grad()
+    def encode(self, inputs: dict) -> Encoded:
+        enc, out = self._encode(inputs)
+        if self.deepstack:
+            t, s, _ = enc.tokens.features.shape
+            levels = torch.stack([level[0] for level in out.deepstack_features])  # [L, T*S, D]
+            enc.extra["deepstack"] = levels.reshape(len(levels), t, s, -1)  # [L, T, S, D]
+        return enc
+
+    def prune(self, pruner, encoded: Encoded, keep: float) -> PrunedTokens:
+        levels = encoded.extra.get("deepstack")
+        if levels is None:
+            return pruner(encoded.tokens, keep)
+        return carry(pruner, encoded.tokens, keep, levels)
+
+    def pruned_inputs(self, inputs: dict, pruned: PrunedTokens, s: int) -> tuple[dict, Tensor]:
+        """The pruned prompt (every text token, the kept placeholders) with its unpruned M-RoPE positions, and the
+        order [N] that puts the pruned tokens into that prompt's placeholder order."""
+        ids = inputs["input_ids"][0]
+        cols, order = kept_columns(ids, self.video_token_id, pruned, s)
+        mrope = self.positions(inputs)[:, :, cols]  # [3, 1, L']
+        new_ids = ids[cols][None]
+        row0 = torch.arange(new_ids.shape[1], device=ids.device)[None, None]
+        return dict(input_ids=new_ids, attention_mask=torch.ones_like(new_ids),
+                    mm_token_type_ids=inputs["mm_token_type_ids"][:, cols],
+                    position_ids=torch.cat([row0, mrope.to(row0)], dim=0)), order
+
+    @torch.no_grad()
+    def generate(self, inputs: dict, encoded: Encoded, pruned: PrunedTokens, max_new_tokens: int,
+                 keep_logits: bool = False, min_new_tokens: int = 0) -> Generation:
+        new, order = self.pruned_inputs(inputs, pruned, encoded.tokens.tokens_per_frame)
+        features = pruned.features[order]
+        if self.deepstack:
+            riders = getattr(pruned, "riders", None)
+            if riders is None:
+                raise StopError("Qwen3-VL's DeepStack levels follow the pruner only through "
+                                "backbone.prune(pruner, encoded, keep)")
+            from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+            features = BaseModelOutputWithDeepstackFeatures(
+                pooler_output=(features,), deepstack_features=[(level[order],) for level in riders])
+        else:
+            features = (features,)
+        return timed_generate(self.model, self.processor.tokenizer, self.device, new, features, max_new_tokens,
+                              keep_logits, min_new_tokens, visual_tokens=len(pruned))
