@@ -159,8 +159,11 @@ def build_qwen_vl(path: str | Path, *, version: str = "2.5", vision_width: int =
 
 
 # Text the Qwen3-VL timestamps ("<2.5 seconds>") and InternVL's frame labels ("Frame3:") tokenise into, so that a
-# tiny checkpoint's prompt holds real, distinct tokens there rather than <unk>.
-TIMING_WORDS = [str(i) for i in range(100)] + ["seconds", "<", ">", "."] + [f"Frame{i}" for i in range(1, 65)]
+# tiny checkpoint's prompt holds real, distinct tokens there rather than <unk>. The single letters serve Qwen3.5,
+# whose tokenizer class transformers picks by model type and rebuilds as a BPE over this vocabulary (no merges:
+# one token per character).
+TIMING_WORDS = ([str(i) for i in range(100)] + ["seconds", "<", ">", "."] + [f"Frame{i}" for i in range(1, 65)]
+                + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 
 def _word_tokenizer(specials: list[str], extra: dict[str, str], more_specials: list[str], template: str):
