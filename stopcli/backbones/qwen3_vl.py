@@ -47,29 +47,93 @@ class CarriedTokens(PrunedTokens):
     riders: Tensor | None = None
 
 
-def carry(pruner, tokens: VisualTokens, keep: float, riders: Tensor) -> CarriedTokens:
-    """Prune `tokens` and carry riders [L, T, S, D'] (D' = D) through the same selection and merges."""
+def carry(pruner, tokens: VisualTokens, keep: float, riders: Tensor, method: str = "auto") -> CarriedTokens:
+    """Prune `tokens` and carry riders [L, T, S, D] through the same selection and merges.
+
+    method "codes" (tried first by "auto"): one plain run gives each output's source group; one run under forward-mode
+    autodiff with a one-hot code per token as the tangent reads off every output's weight on each member of its group
+    (members get distinct code channels); the weights must reproduce the plain run's features, else "auto" falls
+    back. Cost: two pruner runs for any number of levels. Needs source groups no larger than D and outputs that mix
+    only their own group (not FastVID, whose merged tokens also take tokens whose `source` names another anchor).
+    method "tangents": one run per level with the level as the tangent, plus one with the features as their own
+    tangent to check that the weights do not depend on the feature values. Any pruner; L + 1 runs."""
+    if method not in ("auto", "codes", "tangents"):
+        raise ValueError(f"unknown carry method {method!r}")
+    if method != "tangents":
+        carried = _carry_by_codes(pruner, tokens, keep, riders)
+        if carried is not None or method == "codes":
+            return carried
+    return _carry_by_tangents(pruner, tokens, keep, riders)
+
+
+def _name(pruner) -> str:
+    return repr(getattr(pruner, "name", pruner))
+
+
+def _tolerance(features: Tensor) -> tuple[float, float]:
+    """(rtol, atol) for comparing two computations of the same pruned features."""
+    tol = 1e-4 if features.dtype == torch.float32 else 2e-2
+    return tol, tol * (float(features.abs().max()) if features.numel() else 0.0)
+
+
+def _carry_by_codes(pruner, tokens: VisualTokens, keep: float, riders: Tensor) -> CarriedTokens | None:
+    import torch.autograd.forward_ad as fwAD
+
+    x = tokens.features
+    t, s, d = x.shape
+    out = pruner(tokens, keep)
+    group = out.source.reshape(-1).to(x.device)  # [T*S] output each input token went into, -1 dropped
+    member = group >= 0
+    # rank of each token inside its group: its code channel
+    key = torch.where(member, group, len(out))
+    order = torch.argsort(key, stable=True)
+    ranked = key[order]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(t * s, device=x.device) - torch.searchsorted(ranked, ranked)
+    if member.any() and int(rank[member].max()) >= d:
+        return None
+    codes = torch.zeros(t * s, d, dtype=x.dtype, device=x.device)
+    codes[member.nonzero().flatten(), rank[member]] = 1  # dropped tokens get no code: any use of them shows below
+    with fwAD.dual_level():
+        again = pruner(replace(tokens, features=fwAD.make_dual(x, codes.reshape(t, s, d))), keep)
+        tangent = fwAD.unpack_dual(again.features).tangent  # [N, D]: output n's weight on its rank-c member at c
+    if tangent is None or not torch.equal(again.positions, out.positions):
+        return None
+    src = group[member]  # [M]
+    weight = tangent[src, rank[member]].float()  # [M] the weight each member has in its output
+
+    def mix(values: Tensor) -> Tensor:  # [T*S, D'] -> [N, D'] with the pruner's own weights
+        mixed = torch.zeros(len(out), values.shape[-1], device=x.device)
+        return mixed.index_add_(0, src, weight[:, None] * values[member].float())
+
+    rtol, atol = _tolerance(out.features)
+    if not torch.allclose(mix(x.reshape(t * s, d)), out.features.float(), rtol=rtol, atol=atol):
+        return None  # outputs mix tokens outside their group, or weights that depend on the features
+    levels = torch.stack([mix(level.reshape(t * s, -1)) for level in riders]) if len(riders) else None
+    return CarriedTokens(features=out.features, positions=out.positions, counts=out.counts, source=out.source,
+                         riders=None if levels is None else levels.to(riders.dtype))
+
+
+def _carry_by_tangents(pruner, tokens: VisualTokens, keep: float, riders: Tensor) -> CarriedTokens:
     import torch.autograd.forward_ad as fwAD
 
     x = tokens.features
     with fwAD.dual_level():
         out = pruner(replace(tokens, features=fwAD.make_dual(x, x)), keep)
         features, echo = fwAD.unpack_dual(out.features)
-    features = features.detach().clone()
-    tol = 1e-4 if x.dtype == torch.float32 else 2e-2
-    scale = float(features.abs().max()) if features.numel() else 0.0
-    if echo is None or not torch.allclose(echo.float(), features.float(), rtol=tol, atol=tol * scale):
-        raise StopError(f"pruner {getattr(pruner, 'name', pruner)!r} mixes tokens with weights that depend on the "
-                        "feature values; its merges cannot be applied to this backbone's DeepStack levels")
+    rtol, atol = _tolerance(features)
+    if echo is None or not torch.allclose(echo.float(), features.float(), rtol=rtol, atol=atol):
+        raise StopError(f"pruner {_name(pruner)} mixes tokens with weights that depend on the feature values; its "
+                        "merges cannot be applied to this backbone's DeepStack levels")
     levels = []
     for level in riders:  # [T, S, D]
         with fwAD.dual_level():
             again = pruner(replace(tokens, features=fwAD.make_dual(x, level.to(x.dtype))), keep)
             tangent = fwAD.unpack_dual(again.features).tangent
         if not torch.equal(again.positions, out.positions):
-            raise StopError(f"pruner {getattr(pruner, 'name', pruner)!r} is not deterministic: two runs on the same "
-                            "tokens kept different tokens")
-        levels.append(torch.zeros_like(features) if tangent is None else tangent.detach().clone())
+            raise StopError(f"pruner {_name(pruner)} is not deterministic: two runs on the same tokens kept "
+                            "different tokens")
+        levels.append(torch.zeros_like(features) if tangent is None else tangent)
     return CarriedTokens(features=features, positions=out.positions, counts=out.counts, source=out.source,
                          riders=torch.stack(levels) if levels else None)
 

@@ -208,18 +208,24 @@ def test_deepstack_needs_prune_through_the_backbone(folders):
         bb.generate(inputs, enc, get_pruner("holitom")(enc.tokens, 0.5), max_new_tokens=1)
 
 
-@pytest.mark.parametrize("name, stop", pruners())
-def test_carried_levels_equal_finite_differences_of_the_pruner(name, stop):
-    """The carried level is the pruner's own linear map applied to it: (p(x + eps L) - p(x)) / eps, with the
-    same tokens kept, computed without autodiff."""
-    g = torch.Generator().manual_seed(3)
+def small_tokens(seed=3):
+    g = torch.Generator().manual_seed(seed)
     x = torch.randn(6, 16, 32, generator=g, dtype=torch.float64)
     att = torch.rand(6, 16, generator=g, dtype=torch.float64)
     tokens = VisualTokens(features=x, attention=att / att.sum(1, keepdim=True), grid=(4, 4),
                           keys=torch.randn(6, 16, 8, generator=g, dtype=torch.float64))
-    levels = torch.randn(2, 6, 16, 32, generator=g, dtype=torch.float64)
+    return tokens, torch.randn(2, 6, 16, 32, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("method", ["auto", "tangents"])
+@pytest.mark.parametrize("name, stop", pruners())
+def test_carried_levels_equal_finite_differences_of_the_pruner(name, stop, method):
+    """The carried level is the pruner's own linear map applied to it: (p(x + eps L) - p(x)) / eps, with the
+    same tokens kept, computed without autodiff."""
+    tokens, levels = small_tokens()
+    x = tokens.features
     pruner = get_pruner(name, stop=stop)
-    carried = carry(pruner, tokens, 0.3, levels)
+    carried = carry(pruner, tokens, 0.3, levels, method=method)
     base = pruner(tokens, 0.3)
     assert torch.equal(carried.positions, base.positions) and torch.equal(carried.features, base.features)
     eps = 1e-2  # the pruners compute in float32: a step this size keeps rounding far below the tolerance
@@ -230,17 +236,28 @@ def test_carried_levels_equal_finite_differences_of_the_pruner(name, stop):
         assert torch.allclose(carried.riders[k].double(), diff, atol=2e-4), (name, stop, k)
 
 
-def test_a_pruner_with_feature_dependent_weights_is_refused():
-    def softmerge(tokens, keep):  # weights from the features themselves: not a fixed linear map
-        x = tokens.features.reshape(-1, tokens.features.shape[-1])
-        w = torch.softmax(x.sum(-1), 0)
-        return PrunedTokens(features=(w[:, None] * x).sum(0, keepdim=True), positions=torch.zeros(1, 2).long(),
-                            counts=torch.tensor([x.shape[0]]), source=torch.zeros(tokens.features.shape[:2]).long())
+@pytest.mark.parametrize("name", ["none", "uniform", "visionzip", "holitom"])
+def test_the_two_run_codes_method_serves_pruners_that_merge_within_their_source_groups(name):
+    tokens, levels = small_tokens(seed=4)
+    pruner = get_pruner(name, stop=name not in ("none", "uniform"))
+    codes = carry(pruner, tokens, 0.3, levels, method="codes")
+    assert codes is not None
+    assert torch.allclose(codes.riders, carry(pruner, tokens, 0.3, levels, method="tangents").riders, atol=1e-6)
 
-    x = torch.randn(2, 4, 8)
-    tokens = VisualTokens(features=x, attention=torch.full((2, 4), 0.25), grid=(2, 2))
+
+def soft_merge(tokens, keep):
+    """One token: the features averaged with weights from the features themselves (not a fixed linear map)."""
+    x = tokens.features.reshape(-1, tokens.features.shape[-1])
+    w = torch.softmax(3 * x[:, 0], 0)
+    return PrunedTokens(features=(w[:, None] * x).sum(0, keepdim=True), positions=torch.zeros(1, 2).long(),
+                        counts=torch.tensor([x.shape[0]]), source=torch.zeros(tokens.features.shape[:2]).long())
+
+
+def test_a_pruner_with_feature_dependent_weights_is_refused():
+    tokens = VisualTokens(features=torch.randn(2, 4, 8), attention=torch.full((2, 4), 0.25), grid=(2, 2))
+    assert carry(soft_merge, tokens, 0.5, torch.randn(1, 2, 4, 8), method="codes") is None
     with pytest.raises(StopError, match="depend on the feature values"):
-        carry(softmerge, tokens, 0.5, torch.randn(1, 2, 4, 8))
+        carry(soft_merge, tokens, 0.5, torch.randn(1, 2, 4, 8))
 
 
 @pytest.mark.parametrize("n", [7, 1])
