@@ -1,6 +1,7 @@
 """What carrying Qwen3-VL's DeepStack levels through a pruner costs: median ms per call of the pruner alone vs
 `carry` (auto: the "codes" method, two pruner runs for all levels, else "tangents", one run per level plus a check),
-at Qwen3-VL shapes; the method column says which one served.
+at Qwen3-VL shapes; the method column says which one served, and the last columns time the "tangents" method
+forced, for comparison.
 
     python bench/deepstack_carry.py [--patches 16] [--grid 20x36] [--dim 2048] [--levels 3] [--keep 0.1]
                                     [--reps 3] [--device cpu] [--out bench/results/deepstack_carry.json]
@@ -59,22 +60,26 @@ def main() -> None:
     rows = []
     for name in args.methods.split(","):
         pruner = get_pruner(name, stop=name != "uniform")
-        plain, carried = [], []
+        plain, carried, tangents = [], [], []
         pruner(tokens, args.keep), carry(pruner, tokens, args.keep, levels)  # warm-up: first-touch allocations
         for _ in range(args.reps):
             plain.append(timed(lambda: pruner(tokens, args.keep), args.device))
             carried.append(timed(lambda: carry(pruner, tokens, args.keep, levels), args.device))
-        p, c = statistics.median(plain), statistics.median(carried)
+            tangents.append(timed(lambda: carry(pruner, tokens, args.keep, levels, method="tangents"), args.device))
+        p, c, g = statistics.median(plain), statistics.median(carried), statistics.median(tangents)
         method = "codes" if carry(pruner, tokens, args.keep, levels, method="codes") is not None else "tangents"
         rows.append(dict(pruner=name, stop=name != "uniform", method=method, plain_ms=round(p, 1),
-                         carried_ms=round(c, 1), ratio=round(c / p, 2)))
+                         carried_ms=round(c, 1), ratio=round(c / p, 2), tangents_ms=round(g, 1),
+                         tangents_ratio=round(g / p, 2)))
     table = Table(title=f"DeepStack carry, {args.patches} x {h}x{w} tokens, {args.dim}-d, {args.levels} levels, "
                         f"keep {args.keep}, {args.device}")
-    for col in ("pruner", "method", "plain ms", "carried ms", "carried / plain"):
+    for col in ("pruner", "auto method", "plain ms", "carried ms", "carried / plain", "tangents ms",
+                "tangents / plain"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["pruner"] + (" + SToP" if r["stop"] else ""), r["method"], f"{r['plain_ms']:.1f}",
-                      f"{r['carried_ms']:.1f}", f"{r['ratio']:.2f}")
+                      f"{r['carried_ms']:.1f}", f"{r['ratio']:.2f}", f"{r['tangents_ms']:.1f}",
+                      f"{r['tangents_ratio']:.2f}")
     Console().print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,12 +14,10 @@ The vision tower is Qwen2-VL's layout without windows: 2x2-merged patches, one t
   prompt, as for Qwen2.5-VL (see qwen_vl.py for why), with a contiguous row 0.
 - DeepStack (Qwen3-VL only; Qwen3.5 has none): the vision tower also hands feature levels from intermediate blocks
   to the first language-model layers, added at the visual positions. Each level must describe the tokens that are
-  there, so it is pruned with the features: the pruner is run under forward-mode autodiff with the level as the
-  features' tangent. The tangent of the output is then the pruner's own selection and merge weights applied to the
-  level, for any pruner whose decisions and weights do not vary smoothly with the feature values (top-k, argmax,
-  clustering, window means: every pruner in the registry). One more pass with the features as their own tangent
-  checks that: a pruner whose output is not linear in its features in this sense is refused, never silently
-  mis-merged.
+  there, so it is pruned with the features, by `carry`, which never looks inside a pruner: it reads the pruner's
+  own selection and merge weights off forward-mode autodiff (decisions are piecewise constant in the features,
+  merges are weighted sums) and applies them to every level. A pruner whose output those weights do not reproduce
+  is refused, never silently mis-merged.
 - Attention: read in the same encoder pass from the last block (the one the merger reads; DeepStack levels come
   from earlier blocks), averaged over each 2x2 merge unit, on the common 729-patch scale.
 """
@@ -101,10 +99,12 @@ def _carry_by_codes(pruner, tokens: VisualTokens, keep: float, riders: Tensor) -
         return None
     src = group[member]  # [M]
     weight = tangent[src, rank[member]].float()  # [M] the weight each member has in its output
+    # [N, T*S] the pruner's mixing matrix, one entry per member (a sparse product beats index_add_ several-fold)
+    mixing = torch.sparse_coo_tensor(torch.stack([src, member.nonzero().flatten()]), weight, (len(out), t * s),
+                                     check_invariants=True).coalesce()
 
     def mix(values: Tensor) -> Tensor:  # [T*S, D'] -> [N, D'] with the pruner's own weights
-        mixed = torch.zeros(len(out), values.shape[-1], device=x.device)
-        return mixed.index_add_(0, src, weight[:, None] * values[member].float())
+        return torch.sparse.mm(mixing, values.float())
 
     rtol, atol = _tolerance(out.features)
     if not torch.allclose(mix(x.reshape(t * s, d)), out.features.float(), rtol=rtol, atol=atol):

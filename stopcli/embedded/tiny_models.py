@@ -269,9 +269,9 @@ def build_internvl(path: str | Path, *, image_size: int = 64, patch_size: int = 
                          intermediate_size=2 * text_width, num_hidden_layers=text_layers, num_attention_heads=4,
                          num_key_value_heads=2, head_dim=text_width // 4, max_position_embeddings=4096,
                          tie_word_embeddings=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=(image_size // patch_size) ** 2 // 4,
-        downsample_ratio=0.5, vision_feature_layer=-1, vision_feature_select_strategy="default",
-        tie_word_embeddings=False,
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=(image_size // patch_size) ** 2 // 4, downsample_ratio=0.5, vision_feature_layer=-1,
+        vision_feature_select_strategy="default", tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     model = InternVLForConditionalGeneration(config).eval()
