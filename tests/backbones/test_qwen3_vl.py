@@ -285,3 +285,17 @@ def test_stop_ask_takes_the_same_path(version, folders, videos, tmp_path):
     assert data["frames"] == 3 and data["video_frames"] == 5  # 5 frames -> 3 temporal patches
     assert 0 < data["visual_tokens"]["after"] < data["visual_tokens"]["before"]
     assert (tmp_path / "q.png").stat().st_size > 1000
+
+
+def test_bfloat16_takes_the_same_path(folders):
+    """The dtype a GPU run uses: no pruning is still stock generation bit for bit, and every level is carried."""
+    bb = load_backbone(folders["3"], torch.device("cpu"), torch.bfloat16)
+    inputs, enc = prepare(bb, 4)
+    assert enc.extra["deepstack"].dtype == torch.bfloat16
+    ours = bb.generate(inputs, enc, bb.prune(get_pruner("none"), enc, 1.0), 3, keep_logits=True, min_new_tokens=3)
+    stock = bb.model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False,
+                              return_dict_in_generate=True, output_logits=True)
+    assert torch.equal(ours.first_logits, stock.logits[0][0])
+    pruned = bb.prune(get_pruner("holitom", stop=True), enc, 0.3)
+    assert pruned.riders.dtype == torch.bfloat16 and pruned.riders.shape[:2] == (2, len(pruned))
+    assert bb.generate(inputs, enc, pruned, max_new_tokens=2).visual_tokens == len(pruned)
