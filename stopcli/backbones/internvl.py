@@ -94,8 +94,9 @@ class InternVLBackbone(HFBackbone):
             raise StopError(f"pixel shuffle of {patches} patches gives {groups.shape[0]} tokens, the model {s}")
         attention = received[:, groups].mean(-1) * (patches / REFERENCE_PATCHES)  # [T, S], common scale
         side = int(round(s ** 0.5))
-        tokens = VisualTokens(features=features, attention=attention.to(features.dtype), grid=(side, s // side),
-                              keys=keys[:, groups].mean(2).to(features.dtype))
+        # attention and keys stay float32, as on Qwen: ~1/729 values would tie in bfloat16 and move top-k rankings
+        tokens = VisualTokens(features=features, attention=attention, grid=(side, s // side),
+                              keys=keys[:, groups].mean(2))
         return Encoded(tokens=tokens, extra={})
 
     @torch.no_grad()

@@ -52,7 +52,8 @@ def carry(pruner, tokens: VisualTokens, keep: float, riders: Tensor, method: str
     autodiff with a one-hot code per token as the tangent reads off every output's weight on each member of its group
     (members get distinct code channels); the weights must reproduce the plain run's features, else "auto" falls
     back. Cost: two pruner runs for any number of levels. Needs source groups no larger than D and outputs that mix
-    only their own group (not FastVID, whose merged tokens also take tokens whose `source` names another anchor).
+    only their own group: where a token also feeds an output other than the one its `source` names (FastVID's
+    `source` names only the nearest anchor's), the weights miss it, the check fails and "auto" falls back.
     method "tangents": one run per level with the level as the tangent, plus one with the features as their own
     tangent to check that the weights do not depend on the feature values. Any pruner; L + 1 runs."""
     if method not in ("auto", "codes", "tangents"):
