@@ -299,3 +299,19 @@ def test_bfloat16_takes_the_same_path(folders):
     pruned = bb.prune(get_pruner("holitom", stop=True), enc, 0.3)
     assert pruned.riders.dtype == torch.bfloat16 and pruned.riders.shape[:2] == (2, len(pruned))
     assert bb.generate(inputs, enc, pruned, max_new_tokens=2).visual_tokens == len(pruned)
+
+
+def test_auto_falls_back_to_tangents_when_an_output_mixes_tokens_its_source_does_not_name():
+    def mean_all(tokens, keep):  # one output, the mean of every token; `source` names only token (0, 0)
+        x = tokens.features
+        source = torch.full(x.shape[:2], -1, dtype=torch.long)
+        source[0, 0] = 0
+        return PrunedTokens(features=x.reshape(-1, x.shape[-1]).mean(0, keepdim=True),
+                            positions=torch.zeros(1, 2).long(), counts=torch.tensor([x.shape[0] * x.shape[1]]),
+                            source=source)
+
+    tokens = VisualTokens(features=torch.randn(2, 4, 8), attention=torch.full((2, 4), 0.25), grid=(2, 2))
+    levels = torch.randn(1, 2, 4, 8)
+    assert carry(mean_all, tokens, 0.5, levels, method="codes") is None
+    carried = carry(mean_all, tokens, 0.5, levels)
+    assert torch.allclose(carried.riders[0, 0], levels[0].reshape(-1, 8).mean(0), atol=1e-6)
