@@ -187,7 +187,7 @@ class Qwen3VLBackbone(QwenVLBackbone):
             return pruner(encoded.tokens, keep)
         return carry(pruner, encoded.tokens, keep, levels)
 
-    def pruned_inputs(self, inputs: dict, pruned: PrunedTokens, s: int) -> tuple[dict, Tensor]:
+    def pruned_prompt(self, inputs: dict, pruned: PrunedTokens, s: int) -> tuple[dict, Tensor]:
         """The pruned prompt (every text token, the kept placeholders) with its unpruned M-RoPE positions, and the
         order [N] that puts the pruned tokens into that prompt's placeholder order."""
         ids = inputs["input_ids"][0]
@@ -202,7 +202,7 @@ class Qwen3VLBackbone(QwenVLBackbone):
     @torch.no_grad()
     def generate(self, inputs: dict, encoded: Encoded, pruned: PrunedTokens, max_new_tokens: int,
                  keep_logits: bool = False, min_new_tokens: int = 0) -> Generation:
-        new, order = self.pruned_inputs(inputs, pruned, encoded.tokens.tokens_per_frame)
+        new, order = self.pruned_prompt(inputs, pruned, encoded.tokens.tokens_per_frame)
         features = pruned.features[order]
         if self.deepstack:
             riders = getattr(pruned, "riders", None)

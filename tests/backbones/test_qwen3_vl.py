@@ -147,7 +147,7 @@ def test_pruned_prefill_keeps_positions_timestamps_and_deepstack(backbone, name,
     text = ids.shape[0] - slots.numel()
     assert part["inputs_embeds"].shape[1] == gen.prompt_tokens == text + len(pruned)  # kept + text
 
-    new, order = backbone.pruned_inputs(inputs, pruned, s)
+    new, order = backbone.pruned_prompt(inputs, pruned, s)
     new_ids = new["input_ids"][0]
     assert torch.equal(new_ids[new_ids != backbone.video_token_id], ids[ids != backbone.video_token_id])
     visual = (new_ids == backbone.video_token_id).nonzero().flatten()  # [N] prompt columns of the kept tokens
@@ -189,7 +189,7 @@ def test_a_patch_whose_tokens_are_all_pruned_keeps_its_timestamp(backbone):
                   source=full.source)
     pruned = (CarriedTokens(**fields, riders=full.riders[:, keep]) if isinstance(full, CarriedTokens)
               else PrunedTokens(**fields))
-    new, _ = backbone.pruned_inputs(inputs, pruned, s)
+    new, _ = backbone.pruned_prompt(inputs, pruned, s)
     new_ids = new["input_ids"][0]
     start, end = backbone.vision_start_id, backbone.vision_end_id
     runs = (new_ids == start).nonzero().flatten()[1:]  # each temporal patch's vision_start (the first opens the video)
@@ -267,7 +267,7 @@ def test_odd_frame_counts_and_single_images(backbone, n):
     pruned = backbone.prune(get_pruner("holitom", stop=True), enc, 0.5)
     gen = backbone.generate(inputs, enc, pruned, max_new_tokens=2)
     assert gen.visual_tokens == len(pruned) <= enc.tokens.num_tokens
-    new, order = backbone.pruned_inputs(inputs, pruned, enc.tokens.tokens_per_frame)
+    new, order = backbone.pruned_prompt(inputs, pruned, enc.tokens.tokens_per_frame)
     visual = (new["input_ids"][0] == backbone.video_token_id).nonzero().flatten()
     for col, f in zip(visual.tolist(), pruned.positions[order, 0].tolist()):
         assert timestamp_before(backbone, new["input_ids"][0], col) == patch_times(n)[f]
