@@ -93,9 +93,12 @@ def _carry_by_codes(pruner, tokens: VisualTokens, keep: float, riders: Tensor) -
         return None
     codes = torch.zeros(t * s, d, dtype=x.dtype, device=x.device)
     codes[member.nonzero().flatten(), rank[member]] = 1  # dropped tokens get no code: any use of them shows below
-    with fwAD.dual_level():
-        again = pruner(replace(tokens, features=fwAD.make_dual(x, codes.reshape(t, s, d))), keep)
-        tangent = fwAD.unpack_dual(again.features).tangent  # [N, D]: output n's weight on its rank-c member at c
+    try:
+        with fwAD.dual_level():
+            again = pruner(replace(tokens, features=fwAD.make_dual(x, codes.reshape(t, s, d))), keep)
+            tangent = fwAD.unpack_dual(again.features).tangent  # [N, D]: output n's weight on its rank-c member at c
+    except (RuntimeError, NotImplementedError):  # an operation without a forward-mode formula: the fallback says so
+        return None
     if tangent is None or not torch.equal(again.positions, out.positions):
         return None
     src = group[member]  # [M]
@@ -119,18 +122,29 @@ def _carry_by_tangents(pruner, tokens: VisualTokens, keep: float, riders: Tensor
     import torch.autograd.forward_ad as fwAD
 
     x = tokens.features
-    with fwAD.dual_level():
-        out = pruner(replace(tokens, features=fwAD.make_dual(x, x)), keep)
-        features, echo = fwAD.unpack_dual(out.features)
+
+    def dual_run(tangent: Tensor) -> tuple[PrunedTokens, Tensor, Tensor | None]:
+        try:
+            with fwAD.dual_level():
+                result = pruner(replace(tokens, features=fwAD.make_dual(x, tangent)), keep)
+                primal, out_tangent = fwAD.unpack_dual(result.features)
+        except (RuntimeError, NotImplementedError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StopError(f"pruner {_name(pruner)} cannot run under forward-mode autodiff, which carries this "
+                            f"backbone's DeepStack levels through it: {reason}") from None
+        return result, primal, out_tangent
+
+    out, features, echo = dual_run(x)
+    if echo is None:
+        raise StopError(f"pruner {_name(pruner)} computes its output outside torch (no tangent reaches it), so this "
+                        "backbone's DeepStack levels cannot follow its merges")
     rtol, atol = _tolerance(features)
-    if echo is None or not torch.allclose(echo.float(), features.float(), rtol=rtol, atol=atol):
+    if not torch.allclose(echo.float(), features.float(), rtol=rtol, atol=atol):
         raise StopError(f"pruner {_name(pruner)} mixes tokens with weights that depend on the feature values; its "
                         "merges cannot be applied to this backbone's DeepStack levels")
     levels = []
     for level in riders:  # [T, S, D]
-        with fwAD.dual_level():
-            again = pruner(replace(tokens, features=fwAD.make_dual(x, level.to(x.dtype))), keep)
-            tangent = fwAD.unpack_dual(again.features).tangent
+        again, _, tangent = dual_run(level.to(x.dtype))
         if not torch.equal(again.positions, out.positions):
             raise StopError(f"pruner {_name(pruner)} is not deterministic: two runs on the same tokens kept "
                             "different tokens")
