@@ -81,11 +81,14 @@ class EncodedVideo:
     vision_ms: float
 
 
-def encode(backbone: Backbone, clip: Clip, question: str, decode_ms: float = 0.0) -> EncodedVideo:
-    """Processor + one vision-encoder pass, reused by every pruning setting of the same question."""
+def encode(backbone: Backbone, clip: Clip, question: str, decode_ms: float = 0.0, system: str | None = None,
+           prefix: str | None = None) -> EncodedVideo:
+    """Processor + one vision-encoder pass, reused by every pruning setting of the same question. `system` is a
+    system turn and `prefix` the start of the answer, both sent through the model's chat template; the clip's fps
+    and frame numbers go along for the backbones that write timestamps."""
     sync(backbone.device)
     start = time.perf_counter()
-    inputs = backbone.prepare(clip.frames, question, fps=clip.fps, indices=clip.indices)
+    inputs = backbone.prepare(clip.frames, question, system, prefix, fps=clip.fps, indices=clip.indices)
     encoded = backbone.encode(inputs)
     sync(backbone.device)
     return EncodedVideo(clip, inputs, encoded, decode_ms, (time.perf_counter() - start) * 1000)

@@ -45,12 +45,20 @@ class HFBackbone:
         self.dtype = next(model.parameters()).dtype
         self.video_token_id = getattr(model.config, "video_token_id", None)  # InternVL feeds frames as images
 
-    def prepare(self, frames: np.ndarray, question: str, fps: float | None = None,
-                indices: np.ndarray | None = None) -> dict:
+    def chat_text(self, question: str, system: str | None = None, prefix: str | None = None) -> str:
+        """The prompt exactly as the model reads it, through the model's own chat template: an optional system turn,
+        the user turn (video, then the question), the generation prompt, then `prefix` as the start of the
+        assistant's reply (an answer prefix such as "Best option:(" that the model continues)."""
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True) + (prefix or "")
+
+    def prepare(self, frames: np.ndarray, question: str, system: str | None = None, prefix: str | None = None,
+                fps: float | None = None, indices: np.ndarray | None = None) -> dict:
         """[T, H, W, 3] uint8 frames + question -> the processor's tensors (chat template included) on the device.
         fps / indices (frame numbers in the file) matter only to backbones that write timestamps into the prompt."""
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = self.chat_text(question, system, prefix)
         inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
         out = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
@@ -68,8 +76,10 @@ class Backbone(Protocol):
     device: torch.device
     dtype: torch.dtype
 
-    def prepare(self, frames: np.ndarray, question: str, fps: float | None = None,
-                indices: np.ndarray | None = None) -> dict: ...
+    def chat_text(self, question: str, system: str | None = None, prefix: str | None = None) -> str: ...
+
+    def prepare(self, frames: np.ndarray, question: str, system: str | None = None, prefix: str | None = None,
+                fps: float | None = None, indices: np.ndarray | None = None) -> dict: ...
 
     def encode(self, inputs: dict) -> Encoded: ...
 

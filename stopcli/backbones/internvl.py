@@ -62,10 +62,9 @@ class InternVLBackbone(HFBackbone):
 
         return cls(*load_hf(AutoModelForImageTextToText, source, device, dtype, trust_remote_code), name=str(source))
 
-    def prepare(self, frames: np.ndarray, question: str, fps: float | None = None,
-                indices: np.ndarray | None = None) -> dict:
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+    def prepare(self, frames: np.ndarray, question: str, system: str | None = None, prefix: str | None = None,
+                fps: float | None = None, indices: np.ndarray | None = None) -> dict:
+        prompt = self.chat_text(question, system, prefix)
         inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
         out = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         out["pixel_values"] = out["pixel_values"].to(self.dtype)  # [T, 3, H, W]: the frames, as images

@@ -163,8 +163,8 @@ class Qwen3VLBackbone(QwenVLBackbone):
         self.vision_start_id = model.config.vision_start_token_id
         self.vision_end_id = model.config.vision_end_token_id
 
-    def prepare(self, frames: np.ndarray, question: str, fps: float | None = None,
-                indices: np.ndarray | None = None) -> dict:
+    def prepare(self, frames: np.ndarray, question: str, system: str | None = None, prefix: str | None = None,
+                fps: float | None = None, indices: np.ndarray | None = None) -> dict:
         """As HFBackbone.prepare, with the frames' own timing for the timestamps. The frames are used as given (no
         resampling by the processor); one frame is doubled, as the processor's temporal padding would do, because
         its resizer needs two. Without timing, frame i is taken at i / 24 s (transformers' own default)."""
@@ -177,8 +177,7 @@ class Qwen3VLBackbone(QwenVLBackbone):
             frames, idx = np.concatenate([frames, frames]), np.concatenate([idx, idx])
         metadata = VideoMetadata(total_num_frames=int(idx.max()) + 1, fps=float(fps or 24.0),
                                  frames_indices=idx.tolist())
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = self.chat_text(question, system, prefix)
         # cap_pixels_per_frame: the per-frame pixel budget of the Qwen team's reference preprocessing
         inputs = self.processor(text=prompt, videos=[frames], video_metadata=[metadata], do_sample_frames=False,
                                 cap_pixels_per_frame=True, return_tensors="pt")

@@ -177,3 +177,20 @@ def test_tokens_go_to_their_own_frame_in_whatever_order_the_pruner_emits_them(ba
     stock = backbone.model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False,
                                     return_dict_in_generate=True, output_logits=True)
     assert torch.equal(ours.first_logits, stock.logits[0][0])  # the same prompt as the unshuffled video
+
+
+def test_system_turn_and_answer_prefix_survive_pruning(backbone):
+    chat = backbone.chat_text("which way ?", system="you are a helpful assistant", prefix="answer :")
+    assert chat.startswith("<|im_start|>system\nyou are a helpful assistant<|im_end|>\n")
+    assert chat.endswith("<|im_start|>assistant\nanswer :")
+    inputs = backbone.prepare(frames(3), "which way ?", system="you are a helpful assistant", prefix="answer :")
+    enc = backbone.encode(inputs)
+    pruned = backbone.prune(get_pruner("holitom", stop=True), enc, 0.3)
+    captured, hook = record_first_ids(backbone)
+    try:
+        gen = backbone.generate(inputs, enc, pruned, 3, min_new_tokens=3)
+    finally:
+        hook.remove()
+    ids, token = inputs["input_ids"][0], backbone.image_token_id
+    assert torch.equal(captured["ids"][captured["ids"] != token], ids[ids != token])
+    assert len(gen.new_ids) == 3

@@ -353,3 +353,19 @@ def test_pruners_autodiff_cannot_follow_are_one_line_errors(leave, says):
     tokens = VisualTokens(features=torch.randn(2, 4, 8), attention=torch.full((2, 4), 0.25), grid=(2, 2))
     with pytest.raises(StopError, match=says):
         carry(pruner, tokens, 0.5, torch.randn(1, 2, 4, 8))
+
+
+def test_system_turn_and_answer_prefix_survive_pruning(backbone):
+    plain = backbone.prepare(frames(4), "which way ?", fps=FPS)["input_ids"][0]
+    inputs = backbone.prepare(frames(4), "which way ?", system="you are a helpful assistant", prefix="answer :",
+                              fps=FPS)
+    ids = inputs["input_ids"][0]
+    assert len(ids) > len(plain)
+    enc = backbone.encode(inputs)
+    pruned = backbone.prune(get_pruner("holitom", stop=True), enc, 0.3)
+    new, _ = backbone.pruned_prompt(inputs, pruned, enc.tokens.tokens_per_frame)
+    text = ids[ids != backbone.video_token_id]
+    assert torch.equal(new["input_ids"][0][new["input_ids"][0] != backbone.video_token_id], text)
+    tail = len(ids) - int((ids == backbone.video_token_id).nonzero().max()) - 1  # tokens after the last visual one
+    assert torch.equal(new["input_ids"][0][-tail:], ids[-tail:])  # question, generation prompt, answer prefix
+    assert len(backbone.generate(inputs, enc, pruned, 3, min_new_tokens=3).new_ids) == 3
