@@ -84,10 +84,11 @@ class EncodedVideo:
 def encode(backbone: Backbone, clip: Clip, question: str, decode_ms: float = 0.0, system: str | None = None,
            prefix: str | None = None) -> EncodedVideo:
     """Processor + one vision-encoder pass, reused by every pruning setting of the same question. `system` is a
-    system turn and `prefix` the start of the answer, both sent through the model's chat template."""
+    system turn and `prefix` the start of the answer, both sent through the model's chat template; the clip's fps
+    and frame numbers go along for the backbones that write timestamps."""
     sync(backbone.device)
     start = time.perf_counter()
-    inputs = backbone.prepare(clip.frames, question, system, prefix)
+    inputs = backbone.prepare(clip.frames, question, system, prefix, fps=clip.fps, indices=clip.indices)
     encoded = backbone.encode(inputs)
     sync(backbone.device)
     return EncodedVideo(clip, inputs, encoded, decode_ms, (time.perf_counter() - start) * 1000)
@@ -108,7 +109,8 @@ def answer(backbone: Backbone, video: EncodedVideo, settings: PruneSettings, max
     pruner = settings.build()
     sync(backbone.device)
     start = time.perf_counter()
-    pruned = pruner(tokens, settings.keep) if settings.ratio > 0 else get_pruner("none")(tokens)
+    pruned = (backbone.prune(pruner, video.encoded, settings.keep) if settings.ratio > 0
+              else backbone.prune(get_pruner("none"), video.encoded, 1.0))
     sync(backbone.device)
     prune_ms = (time.perf_counter() - start) * 1000
     gen = backbone.generate(video.inputs, video.encoded, pruned, max_new_tokens)

@@ -12,6 +12,24 @@ def test_every_shipped_preset_loads():
         assert preset.name == path.stem
 
 
+# Hub checkpoints cannot be downloaded here: the presets name the publishers' ids, whose config.json model_type
+# (as published) must have an adapter; the adapters run on tiny configs of the same model types in tests/backbones.
+NEW_FAMILIES = {"qwen3-vl-2b-instruct": ("Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl"),
+                "qwen3-vl-8b-instruct": ("Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl"),
+                "qwen3.5-9b": ("Qwen/Qwen3.5-9B", "qwen3_5"),
+                "internvl3.5-8b-hf": ("OpenGVLab/InternVL3_5-8B-HF", "internvl")}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_FAMILIES))
+def test_presets_of_the_newer_backbones_name_supported_checkpoints(name):
+    from stopcli.backbones import ADAPTERS
+
+    preset, _ = load_preset(name)
+    model, model_type = NEW_FAMILIES[name]
+    assert preset.model == model and model_type in ADAPTERS
+    assert preset.frames % 2 == 0 or model_type == "internvl"  # Qwen: whole temporal patches of 2 frames
+
+
 def test_default_preset_model_is_shipped_in_the_package():
     preset, origin = load_preset("default")
     folder = preset.resolved_model(origin)

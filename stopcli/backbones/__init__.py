@@ -6,10 +6,14 @@ import torch
 
 from ..errors import StopError
 from .base import Backbone, Encoded, Generation
+from .internvl import InternVLBackbone
 from .llava_onevision import LlavaOnevisionBackbone
+from .qwen3_vl import Qwen3VLBackbone
 from .qwen_vl import QwenVLBackbone
 
-ADAPTERS = {"llava_onevision": LlavaOnevisionBackbone, "qwen2_vl": QwenVLBackbone, "qwen2_5_vl": QwenVLBackbone}
+ADAPTERS = {"llava_onevision": LlavaOnevisionBackbone, "qwen2_vl": QwenVLBackbone, "qwen2_5_vl": QwenVLBackbone,
+            "qwen3_vl": Qwen3VLBackbone, "qwen3_vl_moe": Qwen3VLBackbone, "qwen3_5": Qwen3VLBackbone,
+            "qwen3_5_moe": Qwen3VLBackbone, "internvl": InternVLBackbone}
 
 
 def load_backbone(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False) -> Backbone:

@@ -43,7 +43,7 @@ class HFBackbone:
         self.name = name
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.video_token_id = model.config.video_token_id
+        self.video_token_id = getattr(model.config, "video_token_id", None)  # InternVL feeds frames as images
 
     def chat_text(self, question: str, system: str | None = None, prefix: str | None = None) -> str:
         """The prompt exactly as the model reads it, through the model's own chat template: an optional system turn,
@@ -54,14 +54,20 @@ class HFBackbone:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
         return self.processor.apply_chat_template(messages, add_generation_prompt=True) + (prefix or "")
 
-    def prepare(self, frames: np.ndarray, question: str, system: str | None = None,
-                prefix: str | None = None) -> dict:
-        """[T, H, W, 3] uint8 frames + question -> the processor's tensors (chat template included) on the device."""
+    def prepare(self, frames: np.ndarray, question: str, system: str | None = None, prefix: str | None = None,
+                fps: float | None = None, indices: np.ndarray | None = None) -> dict:
+        """[T, H, W, 3] uint8 frames + question -> the processor's tensors (chat template included) on the device.
+        fps / indices (frame numbers in the file) matter only to backbones that write timestamps into the prompt."""
         prompt = self.chat_text(question, system, prefix)
         inputs = self.processor(text=prompt, videos=[frames], return_tensors="pt")
         out = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         out["pixel_values_videos"] = out["pixel_values_videos"].to(self.dtype)
         return out
+
+    def prune(self, pruner, encoded: Encoded, keep: float) -> PrunedTokens:
+        """Run a pruner on the encoded tokens. Adapters whose language model takes more per-token inputs than the
+        features (Qwen3-VL's DeepStack levels) override this so those inputs follow the same selection and merges."""
+        return pruner(encoded.tokens, keep)
 
 
 class Backbone(Protocol):
@@ -72,10 +78,12 @@ class Backbone(Protocol):
 
     def chat_text(self, question: str, system: str | None = None, prefix: str | None = None) -> str: ...
 
-    def prepare(self, frames: np.ndarray, question: str, system: str | None = None,
-                prefix: str | None = None) -> dict: ...
+    def prepare(self, frames: np.ndarray, question: str, system: str | None = None, prefix: str | None = None,
+                fps: float | None = None, indices: np.ndarray | None = None) -> dict: ...
 
     def encode(self, inputs: dict) -> Encoded: ...
+
+    def prune(self, pruner, encoded: Encoded, keep: float) -> PrunedTokens: ...
 
     def generate(self, inputs: dict, encoded: Encoded, pruned: PrunedTokens, max_new_tokens: int,
                  keep_logits: bool = False) -> Generation: ...
@@ -104,14 +112,18 @@ def load_hf(model_cls, source: str, device: torch.device, dtype: torch.dtype, tr
 
 @torch.no_grad()
 def timed_generate(model, tokenizer, device: torch.device, inputs: dict, features, max_new_tokens: int,
-                   keep_logits: bool, min_new_tokens: int, visual_tokens: int) -> Generation:
-    """Greedy generate with precomputed video features (`mm_encoder_outputs`), timing the first token."""
+                   keep_logits: bool, min_new_tokens: int, visual_tokens: int, modality: str = "video") -> Generation:
+    """Greedy generate with precomputed `modality` features (`mm_encoder_outputs`), timing the first token.
+    `features` is the encoder output's pooler_output, or a whole encoder output when the model reads more fields."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
+    from transformers.utils import ModelOutput
 
+    encoder_output = features if isinstance(features, ModelOutput) else BaseModelOutputWithPooling(
+        pooler_output=features)
     clock = FirstTokenClock(device)
     sync(device)
     start = time.perf_counter()
-    out = model.generate(**inputs, mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=features)},
+    out = model.generate(**inputs, mm_encoder_outputs={modality: encoder_output},
                          max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
                          streamer=clock, return_dict_in_generate=True, output_logits=keep_logits)
     sync(device)
@@ -121,6 +133,25 @@ def timed_generate(model, tokenizer, device: torch.device, inputs: dict, feature
     return Generation(text=tokenizer.decode(new, skip_special_tokens=True).strip(), new_ids=new, prompt_tokens=prompt,
                       visual_tokens=visual_tokens, prefill_ms=((clock.first or end) - start) * 1000,
                       generate_ms=(end - start) * 1000, first_logits=out.logits[0][0] if keep_logits else None)
+
+
+def kept_columns(ids: Tensor, token_id: int, pruned: PrunedTokens, s: int) -> tuple[Tensor, Tensor]:
+    """Which columns of the unpruned prompt `ids` [L] the pruned prompt keeps, for prompts whose visual placeholders
+    (`token_id`, T*S of them in (frame, spatial) order) may be split by text (timestamps, frame labels).
+    Returns cols [L'] ascending: every other token plus the placeholder of each kept token, so each kept token stays
+    inside its own frame's text; and order [N]: pruned token order[i] fills the i-th kept placeholder."""
+    from ..errors import StopError
+
+    slots = (ids == token_id).nonzero().flatten()  # [T*S]
+    flat = (pruned.positions[:, 0] * s + pruned.positions[:, 1]).to(ids.device)  # [N]
+    if len(pruned) and (int(flat.min()) < 0 or int(flat.max()) >= slots.numel()):
+        raise StopError("a pruned token's position lies outside the prompt's visual placeholders")
+    kept = slots[flat]
+    keep = ids != token_id
+    keep[kept] = True
+    if int(keep.sum()) != ids.numel() - slots.numel() + len(pruned):
+        raise StopError("two pruned tokens claim the same position")
+    return keep.nonzero().flatten(), torch.argsort(kept)
 
 
 def sync(device: torch.device) -> None:

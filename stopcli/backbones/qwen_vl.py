@@ -77,6 +77,10 @@ class QwenVLBackbone(HFBackbone):
 
     @torch.no_grad()
     def encode(self, inputs: dict) -> Encoded:
+        return self._encode(inputs)[0]
+
+    def _encode(self, inputs: dict):
+        """-> (Encoded, the vision tower's own output), for adapters that read more of it."""
         grid = inputs["video_grid_thw"]  # [1, 3] (t, h, w) in patches
         t, h, w = (int(v) for v in grid[0])
         hm, wm = h // self.merge, w // self.merge
@@ -90,7 +94,7 @@ class QwenVLBackbone(HFBackbone):
         keys = probe.keys.reshape(-1, unit, probe.keys.shape[-1])[order].mean(1)  # [t * hm * wm, hd]
         tokens = VisualTokens(features=feats.reshape(t, hm * wm, -1), attention=received.reshape(t, hm * wm),
                               grid=(hm, wm), keys=keys.reshape(t, hm * wm, -1))
-        return Encoded(tokens=tokens, extra={})
+        return Encoded(tokens=tokens, extra={}), out
 
     def positions(self, inputs: dict) -> Tensor:
         """[3, 1, L] M-RoPE positions of the unpruned prompt, as transformers computes them."""

@@ -125,7 +125,8 @@ def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting]
                     row = failure_row(rec, s, key, rec.error or video_error, protocol)
                 else:
                     try:
-                        inputs = backbone.prepare(clip.frames, rec.prompt(), rec.system, rec.prefix)
+                        inputs = backbone.prepare(clip.frames, rec.prompt(), rec.system, rec.prefix, fps=clip.fps,
+                                                  indices=clip.indices)
                         if encoded is None:  # the vision pass depends on the frames only: once per video
                             t0 = time.perf_counter()
                             enc = backbone.encode(inputs)
