@@ -129,3 +129,23 @@ def test_score_names_are_checked():
     with pytest.raises(ValueError, match="unknown sink score 'nope'"):
         SToP(VisionZip(), score="nope")
     assert get_pruner("holitom", stop=True, sink_score="robust").score == "robust"
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_several_8x_sinks_are_dropped_by_robust_stop_as_by_min_max_stop(static):
+    from stopcli.pruners.planted import planted_sinks_tokens
+
+    video, sinks, obj = planted_sinks_tokens(8, strength=8.0, static_attention=static, seed=1)
+    assert sorted(sink_positions(video.attention).nonzero().flatten().tolist()) == sorted(sinks)
+    on_sinks = lambda out: int(torch.isin(out.positions[:, 1], torch.tensor(sinks)).sum())  # noqa: E731
+    for name in ("visionzip", "fastvid", "holitom"):
+        for keep in (0.1, 0.25):
+            base = get_pruner(name)(video, keep)
+            mm = get_pruner(name, stop=True)(video, keep)
+            rb = get_pruner(name, stop=True, sink_score="robust")(video, keep)
+            gt = get_pruner(name, stop=True, sink_score="gated")(video, keep)
+            alone = lambda out: int((torch.isin(out.positions[:, 1], torch.tensor(sinks)) &  # noqa: E731
+                                     (out.counts == 1)).sum())
+            assert alone(base) == 3 * 8 and alone(mm) == alone(rb) == 0, (name, keep)
+            assert on_sinks(rb) <= on_sinks(base) and len(rb) == len(mm)
+            assert torch.equal(gt.source, mm.source)  # gated: min-max itself wherever there is a sink
