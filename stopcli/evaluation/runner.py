@@ -192,11 +192,12 @@ def plot(summary: list[dict], path: Path) -> Path:
     rows = [r for r in summary if r["type"] == "all"]
     fig, (ax_acc, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
     ref = [r for r in rows if r["ratio"] == 0]
-    lines = sorted({(r["pruner"], r["stop"]) for r in rows if r["ratio"] > 0})
-    for pruner, stop in lines:
-        pts = sorted((r for r in rows if (r["pruner"], r["stop"]) == (pruner, stop)), key=lambda r: r["ratio"])
+    lines = sorted({(r["pruner"], r["stop"], r.get("sink_score") or "") for r in rows if r["ratio"] > 0})
+    for pruner, stop, score in lines:
+        pts = sorted((r for r in rows if (r["pruner"], r["stop"], r.get("sink_score") or "") == (pruner, stop, score)),
+                     key=lambda r: r["ratio"])
         pts = ref + pts
-        label = pruner + (" + SToP" if stop else "")
+        label = pruner + (" + SToP" if stop else "") + (f" ({score})" if stop and score != "minmax" else "")
         style = "-" if stop else "--"
         xs = [r["ratio"] for r in pts]
         ax_acc.plot(xs, [r["accuracy"] if r["accuracy"] is not None else float("nan") for r in pts], style,
