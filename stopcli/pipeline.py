@@ -25,7 +25,7 @@ class PruneSettings:
     stop: bool = True
     mu_s: float | None = None
     mu_t: float | None = None
-    sink_score: str = "minmax"  # SToP's sink score: minmax (the authors') or robust
+    sink_score: str = "minmax"  # SToP's sink score: one of stopcli.pruners.SINK_SCORES
 
     @property
     def keep(self) -> float:

@@ -148,3 +148,10 @@ def test_stop_sinks_argument_errors(args, message, tmp_path):
 def test_an_empty_folder_is_an_argument_error(tmp_path):
     r = runner.invoke(app, ["sinks", str(tmp_path)])
     assert r.exit_code == 2 and "no videos" in r.output
+
+
+def test_the_help_names_the_thresholds_the_test_uses():
+    from stopcli.pruners.stop import SINK_PERSISTENCE, SINK_RATIO
+
+    r = runner.invoke(app, ["sinks", "--help"], terminal_width=400)
+    assert f">= {SINK_RATIO:g}x the frame's median in >= {SINK_PERSISTENCE:.0%} of" in " ".join(r.stdout.split())
