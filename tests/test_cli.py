@@ -123,6 +123,8 @@ def test_compare_rows_share_one_vision_pass(tiny_model, videos, monkeypatch):
     assert len(calls) == 1
     human = run("compare", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--max-new-tokens", 1)
     assert human.exit_code == 0 and "holitom + SToP" in human.stdout and "no pruning" in human.stdout
+    assert "holitom + SToP (robust)" in human.stdout  # the default preset's sink score, named
+    assert [x["sink_score"] for x in rows] == [None, None, "robust", None, "robust"]
 
 
 def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):

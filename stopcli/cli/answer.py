@@ -211,6 +211,7 @@ def compare(
     for res in results:
         vt = res.visual_tokens
         name = "no pruning" if res.pruner == "none" else res.pruner + (" + SToP" if res.stop else "")
+        name += f" ({res.sink_score})" if res.stop and res.sink_score != "minmax" else ""
         table.add_row(name, escape(res.answer) or "(empty)", f"{vt['after']:,} / {vt['before']:,}",
                       ms(res.timings_ms["prefill"]), ms(res.timings_ms["total"]),
                       f"{ref / res.timings_ms['prefill']:.2f}x" if res.timings_ms["prefill"] else "-")
