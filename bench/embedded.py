@@ -3,6 +3,7 @@ generated synthetic videos, and whether sink tokens emerge in it.
 
     python bench/embedded.py [--model stopcli/assets/stop-tiny-ov] [--n 600] [--seed 1000] [--frames 8]
                              [--ratios 0,0.75,0.9,0.95] [--pruners uniform,visionzip,fastvid,holitom] [--no-sinks]
+                             [--sink-scores minmax,robust] [--json-name embedded.json]
 
 Generates the videos (new seeds, never seen in training) into bench/results/embedded-videos, runs `stop bench`'s
 runner over them (results JSONL there, resumable), prints the accuracy tables and the sink analysis, and writes
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.backbones import load_backbone  # noqa: E402
 from stopcli.evaluation.runner import done_keys, read_rows, run_bench, settings_grid, summarise  # noqa: E402
-from stopcli.pruners import sink_score  # noqa: E402
+from stopcli.pruners import sink_positions, sink_score  # noqa: E402
 from stopcli.evaluation.annotations import load_records  # noqa: E402
 from stopcli.embedded.world import Obj, Scene, generate, render  # noqa: E402
 from stopcli.video import read_video  # noqa: E402
@@ -57,12 +58,13 @@ def object_cells(scene: dict, grid: tuple[int, int], frames: int) -> torch.Tenso
 
 def sink_analysis(backbone, folder: Path, records, frames: int) -> dict:
     """Sink score statistics over the videos, and where the persistent high-attention positions sit."""
-    scores, by_distractor, on_object, path_share = [], defaultdict(list), [], []
+    scores, by_distractor, on_object, path_share, robust_sinks = [], defaultdict(list), [], [], []
     scenes = {json.loads(x)["video"]: json.loads(x) for x in (folder / "scenes.jsonl").read_text().splitlines()}
     for rec in records:
         clip = read_video(folder / rec.video, num_frames=frames)
         enc = backbone.encode(backbone.prepare(clip.frames, rec.question))
         s = sink_score(enc.tokens.attention)
+        robust_sinks.append(int(sink_positions(enc.tokens.attention).sum()))  # what the robust score calls sinks
         scores.append(s)
         path = object_cells(scenes[rec.video], enc.tokens.grid, frames)
         on_object.append(bool(path[int(s.argmax())]))
@@ -81,6 +83,7 @@ def sink_analysis(backbone, folder: Path, records, frames: int) -> dict:
         mean_sink_score_map=[[round(float(v), 3) for v in row] for row in mean_s.reshape(grid).tolist()],
         top_positions=[dict(position=p, row=p // grid[1], col=p % grid[1], mean_score=round(float(mean_s[p]), 3))
                        for p in top],
+        videos_with_a_robust_sink=sum(n > 0 for n in robust_sinks), robust_sink_positions=sum(robust_sinks),
         argmax_agreement=float((all_s.argmax(1) == int(mean_s.argmax())).float().mean()),
         top_position_on_an_object_path=sum(on_object) / len(on_object),
         positions_on_an_object_path=sum(path_share) / len(path_share),  # what a random position would score
@@ -99,6 +102,8 @@ def main() -> None:
     ap.add_argument("--pruners", default="uniform,visionzip,fastvid,holitom")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--no-sinks", action="store_true", help="skip the sink analysis (a quick accuracy check)")
+    ap.add_argument("--sink-scores", default="minmax", help="SToP's sink scores to run, e.g. minmax,robust")
+    ap.add_argument("--json-name", default="embedded.json", help="file written in --out")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -107,7 +112,8 @@ def main() -> None:
         generate(folder, args.n, seed=args.seed, frames=16)
     records = load_records(folder)
     backbone = load_backbone(args.model, torch.device("cpu"), torch.float32)
-    grid = settings_grid([float(r) for r in args.ratios.split(",")], args.pruners.split(","), "both")
+    grid = settings_grid([float(r) for r in args.ratios.split(",")], args.pruners.split(","), "both",
+                         args.sink_scores.split(","))
     results = folder / f"stop-results-{model_tag(args.model)}.jsonl"  # one file per model (weights), resumable
     con = Console(width=160, stderr=True)
     done = [0]
@@ -130,9 +136,10 @@ def main() -> None:
         table.add_column(t, justify="right")
     by_key = defaultdict(dict)
     for s in summary:
-        by_key[(s["ratio"], s["pruner"], s["stop"])][s["type"]] = s
-    for (ratio, pruner, stop), cols in sorted(by_key.items()):
+        by_key[(s["ratio"], s["pruner"], s["stop"], s.get("sink_score") or "")][s["type"]] = s
+    for (ratio, pruner, stop, score), cols in sorted(by_key.items()):
         name = "no pruning" if pruner == "none" else pruner + (" + SToP" if stop else "")
+        name += f" ({score})" if stop and score != "minmax" else ""
         table.add_row(f"{ratio:g}", name, f"{cols['all']['kept']:.0f}",
                       *[f"{100 * cols[t]['accuracy']:.1f}" if t in cols and cols[t]["accuracy"] is not None else "-"
                         for t in ["all"] + types])
@@ -141,9 +148,10 @@ def main() -> None:
         return
     sinks = sink_analysis(backbone, folder, records[:200], args.frames)
     Console(width=160).print_json(json.dumps({k: v for k, v in sinks.items() if k != "mean_sink_score_map"}))
-    (out / "embedded.json").write_text(json.dumps(dict(model=args.model, n=len(records), seed=args.seed,
-                                                       frames=args.frames, summary=summary, sinks=sinks), indent=2))
-    print(f"wrote {out / 'embedded.json'}")
+    (out / args.json_name).write_text(json.dumps(dict(model=args.model, n=len(records), seed=args.seed,
+                                                       frames=args.frames, sink_scores=args.sink_scores.split(","),
+                                                       summary=summary, sinks=sinks), indent=2))
+    print(f"wrote {out / args.json_name}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ class PruneSettings:
     stop: bool = True
     mu_s: float | None = None
     mu_t: float | None = None
+    sink_score: str = "minmax"  # SToP's sink score: one of stopcli.pruners.SINK_SCORES
 
     @property
     def keep(self) -> float:
@@ -32,7 +33,7 @@ class PruneSettings:
 
     def build(self):
         return get_pruner(self.pruner, stop=self.stop and self.pruner not in ("none", "uniform"),
-                          mu_s=self.mu_s, mu_t=self.mu_t)
+                          mu_s=self.mu_s, mu_t=self.mu_t, sink_score=self.sink_score)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Answer:
     tokens_per_s: float | None
     peak_memory_mb: float
     notes: list[str] = field(default_factory=list)
+    sink_score: str | None = None  # SToP's sink score; None without SToP
     pruned: PrunedTokens | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
@@ -127,4 +129,5 @@ def answer(backbone: Backbone, video: EncodedVideo, settings: PruneSettings, max
         prompt_tokens=gen.prompt_tokens, new_tokens=n_new,
         timings_ms={k: round(v, 2) for k, v in timings.items()},
         tokens_per_s=round((n_new - 1) / (decode_ms / 1000), 2) if n_new > 1 and decode_ms > 0 else None,
-        peak_memory_mb=round(_peak_memory_mb(backbone.device), 1), notes=list(video.clip.notes), pruned=pruned)
+        peak_memory_mb=round(_peak_memory_mb(backbone.device), 1), notes=list(video.clip.notes),
+        sink_score=getattr(pruner, "score", None), pruned=pruned)

@@ -10,6 +10,7 @@ import yaml
 
 from .errors import UsageError
 from .pruners import NAMES as PRUNER_NAMES
+from .pruners import SINK_SCORES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
@@ -29,6 +30,7 @@ class Preset:
     stop: bool = True
     mu_s: float | None = None
     mu_t: float | None = None
+    sink_score: str = "minmax"  # SToP's sink score: minmax (the authors'), robust or gated
     max_new_tokens: int = 64
     description: str = ""
 
@@ -41,7 +43,7 @@ class Preset:
 
 
 _TYPES = {"name": str, "model": str, "frames": int, "pruner": str, "ratio": float, "stop": bool,
-          "mu_s": float, "mu_t": float, "max_new_tokens": int, "description": str}
+          "mu_s": float, "mu_t": float, "sink_score": str, "max_new_tokens": int, "description": str}
 _OPTIONAL = {"mu_s", "mu_t"}
 
 
@@ -54,6 +56,12 @@ def validate_ratio(ratio: float) -> float:
 def validate_pruner(name: str) -> str:
     if name.lower() not in PRUNER_NAMES:
         raise UsageError(f"unknown pruner {name!r}; choose from {', '.join(PRUNER_NAMES)}")
+    return name.lower()
+
+
+def validate_sink_score(name: str) -> str:
+    if name.lower() not in SINK_SCORES:
+        raise UsageError(f"unknown sink score {name!r}; choose from {', '.join(SINK_SCORES)}")
     return name.lower()
 
 
@@ -80,10 +88,11 @@ def parse_preset(data: object, where: str) -> Preset:
         values[key] = value
     preset = Preset(**values)
     validate_pruner(preset.pruner)
+    validate_sink_score(preset.sink_score)
     validate_ratio(preset.ratio)
     if preset.frames < 1 or preset.max_new_tokens < 1:
         raise UsageError(f"preset {where}: frames and max_new_tokens must be at least 1")
-    return dataclasses.replace(preset, pruner=preset.pruner.lower())
+    return dataclasses.replace(preset, pruner=preset.pruner.lower(), sink_score=preset.sink_score.lower())
 
 
 def preset_path(name_or_path: str) -> Path:

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .pruners import PrunedTokens, VisualTokens, get_pruner, sink_score
+from .pruners import PrunedTokens, VisualTokens, get_pruner
+from .pruners.stop import score_fn
 
 KEPT = np.array([40, 220, 40], dtype=np.uint8)
 MERGED_CENTRE = np.array([255, 150, 0], dtype=np.uint8)
@@ -87,7 +88,8 @@ def token_frames(num_token_frames: int, count: int) -> list[int]:
 
 
 def render_tokens(frames: np.ndarray, tokens: VisualTokens, base: PrunedTokens, stop: PrunedTokens, out: str | Path,
-                  title: str, show_frames: int = 8, gamma: float = 1.1, cell: int | None = None) -> Layout:
+                  title: str, show_frames: int = 8, gamma: float = 1.1, cell: int | None = None,
+                  sink_score: str = "minmax") -> Layout:
     """Write the PNG. frames: [F, H, W, 3] uint8 video frames; token frame t shows video frame t * F // T."""
     import matplotlib
 
@@ -97,7 +99,7 @@ def render_tokens(frames: np.ndarray, tokens: VisualTokens, base: PrunedTokens, 
     grid = tokens.grid
     cell = cell or max(6, 144 // max(grid))
     cols = token_frames(tokens.num_frames, show_frames)
-    score = sink_score(tokens.attention, gamma).cpu().numpy()
+    score = score_fn(sink_score)(tokens.attention, gamma).cpu().numpy()
     rows = []
     for t in cols:
         tile = _tile(frames[min(len(frames) - 1, t * len(frames) // tokens.num_frames)], grid, cell)
@@ -127,11 +129,12 @@ def render_tokens(frames: np.ndarray, tokens: VisualTokens, base: PrunedTokens, 
 
 
 def show(frames: np.ndarray, tokens: VisualTokens, pruner: str, ratio: float, out: str | Path, model: str,
-         show_frames: int = 8, mu_s: float | None = None, mu_t: float | None = None) -> Layout:
+         show_frames: int = 8, mu_s: float | None = None, mu_t: float | None = None,
+         sink_score: str = "minmax") -> Layout:
     """Prune with the base pruner and with base + SToP (no model pass: the encoded tokens are reused) and draw."""
     keep = 1.0 - ratio
     base = get_pruner(pruner)(tokens, keep)
-    stop = get_pruner(pruner, stop=True, mu_s=mu_s, mu_t=mu_t)(tokens, keep)
+    stop = get_pruner(pruner, stop=True, mu_s=mu_s, mu_t=mu_t, sink_score=sink_score)(tokens, keep)
     title = (f"{model} · {pruner} · ratio {ratio:g} · visual tokens {tokens.num_tokens} → base {len(base)}, "
-             f"+SToP {len(stop)}")
-    return render_tokens(frames, tokens, base, stop, out, title, show_frames)
+             f"+SToP {len(stop)}" + ("" if sink_score == "minmax" else f" ({sink_score} sink score)"))
+    return render_tokens(frames, tokens, base, stop, out, title, show_frames, sink_score=sink_score)

@@ -44,6 +44,16 @@ def test_stop_flags_change_the_mu(tiny_model, videos):
     assert data["stop"] is True and data["mu"] == {"s": 0.1, "t": 0.2}
 
 
+def test_sink_score_flag_reaches_the_pruner(tiny_model, videos):
+    r = run("ask", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--pruner", "visionzip",
+            "--sink-score", "robust", "--max-new-tokens", 1, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["sink_score"] == "robust"
+    r = run("ask", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--max-new-tokens", 1, "--json",
+            "--preset", "llava-onevision-qwen2-7b-ov")
+    assert json.loads(r.stdout)["sink_score"] == "minmax"  # a real checkpoint's preset: the authors' score
+
+
 def test_ratio_zero_keeps_every_token(tiny_model, videos):
     r = run("ask", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--ratio", 0,
             "--max-new-tokens", 1, "--json")
@@ -113,6 +123,8 @@ def test_compare_rows_share_one_vision_pass(tiny_model, videos, monkeypatch):
     assert len(calls) == 1
     human = run("compare", videos["good"], "what?", "--model", tiny_model, "--frames", 4, "--max-new-tokens", 1)
     assert human.exit_code == 0 and "holitom + SToP" in human.stdout and "no pruning" in human.stdout
+    assert "holitom + SToP (robust)" in human.stdout  # the default preset's sink score, named
+    assert [x["sink_score"] for x in rows] == [None, None, "robust", None, "robust"]
 
 
 def test_qwen_checkpoints_take_the_same_cli_path(tmp_path, videos):

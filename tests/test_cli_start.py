@@ -40,6 +40,15 @@ def run(*args: str) -> subprocess.CompletedProcess:
     (("report", "no-such-results.jsonl"), 2),
     (("show", "samples/red_circle.mp4", "--ratio", "0"), 2),
     (("ask", "samples/red_circle.mp4", "q", "--preset", "no-such-preset"), 2),
+    (("ask", "samples/red_circle.mp4", "q", "--sink-score", "zscore"), 2),
+    (("compare", "samples/red_circle.mp4", "q", "--sink-score", "nope"), 2),
+    (("show", "samples/red_circle.mp4", "--sink-score", "nope"), 2),
+    (("bench", "samples", "--sink-score", "robust,nope"), 2),
+    (("sinks", "--help"), 0),
+    (("sinks", "samples", "--ratio", "2"), 2),
+    (("sinks", "no/such/folder"), 2),
+    (("sinks", "samples", "--pruners", "uniform"), 2),
+    (("sinks", "samples", "--out", "heat.jpg"), 2),
 ])
 def test_help_listings_and_argument_errors_import_no_torch(args, code):
     r = run(*args)

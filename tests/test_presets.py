@@ -44,6 +44,8 @@ def test_default_preset_model_is_shipped_in_the_package():
     ({"name": "x", "model": "m", "stop": "yes"}, "'stop' must be bool"),
     ({"name": "x", "model": "m", "ratio": 1.0}, r"\[0, 1\)"),
     ({"name": "x", "model": "m", "pruner": "tome"}, "unknown pruner"),
+    ({"name": "x", "model": "m", "sink_score": "zscore"}, "unknown sink score 'zscore'"),
+    ({"name": "x", "model": "m", "sink_score": 1}, "'sink_score' must be str"),
     ({"name": "x"}, "missing required key 'model'"),
     (["a", "b"], "expected a mapping"),
 ])
@@ -67,3 +69,11 @@ def test_bad_yaml_and_unknown_names(tmp_path):
         load_preset(str(f))
     with pytest.raises(UsageError, match="unknown preset 'nope'"):
         load_preset("nope")
+
+
+def test_the_embedded_presets_use_the_robust_sink_score_and_real_checkpoints_the_authors():
+    for path in list_preset_paths():
+        preset, _ = load_preset(str(path))
+        embedded = preset.model.startswith("stopcli:")
+        assert preset.sink_score == ("robust" if embedded else "minmax"), path.name
+    assert parse_preset({"name": "x", "model": "m", "sink_score": "Gated"}, "test").sink_score == "gated"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from . import answer, bench, embedded, report  # noqa: F401  (registers the commands)
+from . import answer, bench, embedded, report, sinks  # noqa: F401  (registers the commands)
 from .common import app, err
 
 __all__ = ["app", "main"]

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..pruners import NAMES as PRUNER_NAMES
-from ..presets import DEFAULT_PRESET, list_preset_paths, load_preset, validate_pruner, validate_ratio
-from .common import WRAPPABLE, app, counts, decode, draw, err, load, ms, out, split, user_errors
+from ..presets import (DEFAULT_PRESET, list_preset_paths, load_preset, validate_pruner, validate_ratio,
+                       validate_sink_score)
+from .common import SINK_HELP, WRAPPABLE, app, counts, decode, draw, err, load, ms, out, split, user_errors
 
 
 def render_answer(result) -> None:
@@ -22,6 +23,7 @@ def render_answer(result) -> None:
     vt = result.visual_tokens
     kept_pct = 100.0 * vt["after"] / max(1, vt["before"])
     method = result.pruner + (" + SToP" if result.stop else "")
+    method += f" ({result.sink_score} sink score)" if result.stop and result.sink_score != "minmax" else ""
     table = Table(title=f"{result.model}  ·  {method}  ·  ratio {result.ratio:g}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -58,6 +60,7 @@ def ask(
     stop: Optional[bool] = typer.Option(None, "--stop/--no-stop", help="Wrap the pruner in SToP."),
     mu_s: Optional[float] = typer.Option(None, "--mu-s", help="STSP weight (default: the pruner's)."),
     mu_t: Optional[float] = typer.Option(None, "--mu-t", help="STTP weight (default: the pruner's)."),
+    sink_score: Optional[str] = typer.Option(None, "--sink-score", help=SINK_HELP),
     frames: Optional[int] = typer.Option(None, help="Frames sampled uniformly (default: the preset's)."),
     fps: Optional[float] = typer.Option(None, help="Sample this many frames per second instead."),
     start: Optional[float] = typer.Option(None, help="Start of the clip, seconds."),
@@ -74,19 +77,21 @@ def ask(
     p, origin = load_preset(preset)
     name = validate_pruner(pruner if pruner is not None else p.pruner)
     r = validate_ratio(ratio if ratio is not None else p.ratio)
+    score = validate_sink_score(sink_score or p.sink_score)
     n_frames, new_tokens = counts(p, frames, max_new_tokens)
 
     from .. import pipeline
 
     settings = pipeline.PruneSettings(pruner=name, ratio=r, stop=p.stop if stop is None else stop,
                                       mu_s=mu_s if mu_s is not None else p.mu_s,
-                                      mu_t=mu_t if mu_t is not None else p.mu_t)
+                                      mu_t=mu_t if mu_t is not None else p.mu_t, sink_score=score)
     clip, decode_ms = decode(video, n_frames, fps, start, end)
     backbone = load(p, origin, model, device, dtype, trust_remote_code)
     encoded = pipeline.encode(backbone, clip, question, decode_ms)
     result = pipeline.answer(backbone, encoded, settings, new_tokens)
     if show_png is not None:
-        draw(clip, encoded, settings.pruner, settings.ratio, show_png, backbone.name, settings.mu_s, settings.mu_t)
+        draw(clip, encoded, settings.pruner, settings.ratio, show_png, backbone.name, settings.mu_s, settings.mu_t,
+             sink_score=score)
     if as_json:
         data = result.to_json()
         data["wall_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -107,7 +112,8 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     for col in ("name", "model", "frames", "pruner", "ratio", "SToP", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.name, r.model, str(r.frames), r.pruner, f"{r.ratio:g}", "yes" if r.stop else "no",
+        table.add_row(r.name, r.model, str(r.frames), r.pruner, f"{r.ratio:g}",
+                      f"yes ({r.sink_score})" if r.stop else "no",
                       r.description)
     out.print(table)
 
@@ -123,6 +129,7 @@ def show(
     ratio: Optional[float] = typer.Option(None, help="Fraction of visual tokens dropped, in [0, 1)."),
     mu_s: Optional[float] = typer.Option(None, "--mu-s", help="STSP weight."),
     mu_t: Optional[float] = typer.Option(None, "--mu-t", help="STTP weight."),
+    sink_score: Optional[str] = typer.Option(None, "--sink-score", help=SINK_HELP),
     frames: Optional[int] = typer.Option(None, help="Frames sampled for the model."),
     show_frames: int = typer.Option(8, "--show-frames", help="Frames drawn."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda."),
@@ -137,13 +144,14 @@ def show(
         raise UsageError("--ratio 0 keeps every token: nothing to show")
     if show_frames < 1:
         raise UsageError("--show-frames must be at least 1")
+    score = validate_sink_score(sink_score or p.sink_score)
     n_frames, _ = counts(p, frames, None)
     from .. import pipeline
 
     clip, decode_ms = decode(video, n_frames, None, None, None)
     backbone = load(p, origin, model, device, dtype, trust_remote_code)
     encoded = pipeline.encode(backbone, clip, "describe this video.", decode_ms)
-    draw(clip, encoded, name, r, out_png, backbone.name, mu_s, mu_t, show_frames)
+    draw(clip, encoded, name, r, out_png, backbone.name, mu_s, mu_t, show_frames, score)
 
 
 @app.command()
@@ -155,6 +163,7 @@ def compare(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id or local folder."),
     pruners: Optional[str] = typer.Option(None, help="Comma-separated base pruners (default: the preset's)."),
     ratio: Optional[float] = typer.Option(None, help="Fraction of visual tokens dropped, in [0, 1)."),
+    sink_score: Optional[str] = typer.Option(None, "--sink-score", help=SINK_HELP),
     frames: Optional[int] = typer.Option(None, help="Frames sampled uniformly."),
     max_new_tokens: Optional[int] = typer.Option(None, help="Longest answer, in tokens."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda."),
@@ -167,6 +176,7 @@ def compare(
     p, origin = load_preset(preset)
     bases = [validate_pruner(b) for b in split(pruners or p.pruner, "--pruners")]
     r = validate_ratio(ratio if ratio is not None else p.ratio)
+    score = validate_sink_score(sink_score or p.sink_score)
     n_frames, new_tokens = counts(p, frames, max_new_tokens)
     from .. import pipeline
 
@@ -179,11 +189,11 @@ def compare(
             continue
         rows.append(pipeline.PruneSettings(b, r, False))
         if b in WRAPPABLE:
-            rows.append(pipeline.PruneSettings(b, r, True))
+            rows.append(pipeline.PruneSettings(b, r, True, sink_score=score))
     results = [pipeline.answer(backbone, encoded, s, new_tokens) for s in rows]
     if show_png is not None:
         draw(clip, encoded, next((b for b in bases if b in WRAPPABLE), bases[0]), r, show_png,
-              backbone.name)
+             backbone.name, sink_score=score)
     ref = results[0].timings_ms["prefill"]
     if as_json:
         data = []
@@ -201,6 +211,7 @@ def compare(
     for res in results:
         vt = res.visual_tokens
         name = "no pruning" if res.pruner == "none" else res.pruner + (" + SToP" if res.stop else "")
+        name += f" ({res.sink_score})" if res.stop and res.sink_score != "minmax" else ""
         table.add_row(name, escape(res.answer) or "(empty)", f"{vt['after']:,} / {vt['before']:,}",
                       ms(res.timings_ms["prefill"]), ms(res.timings_ms["total"]),
                       f"{ref / res.timings_ms['prefill']:.2f}x" if res.timings_ms["prefill"] else "-")

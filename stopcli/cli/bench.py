@@ -12,8 +12,8 @@ from rich.table import Table
 from ..errors import UsageError
 from ..evaluation.benchmarks import NAMES as BENCHMARK_NAMES
 from ..evaluation.benchmarks import PROTOCOLS
-from ..presets import DEFAULT_PRESET, load_preset, validate_pruner, validate_ratio
-from .common import app, counts, err, load, ms, number, out, split as split_list, user_errors
+from ..presets import DEFAULT_PRESET, load_preset, validate_pruner, validate_ratio, validate_sink_score
+from .common import SINK_HELP, app, counts, err, load, ms, number, out, split as split_list, user_errors
 from .report import print_report
 
 
@@ -38,6 +38,8 @@ def bench(
     stop_mode: str = typer.Option("both", "--stop-mode", help="both, on or off (see also --stop/--no-stop)."),
     stop_flag: Optional[bool] = typer.Option(None, "--stop/--no-stop", help="Only with / only without SToP."),
     both: bool = typer.Option(False, "--both", help="With and without SToP (the default)."),
+    sink_score: Optional[str] = typer.Option(None, "--sink-score", help=SINK_HELP + " Comma-separated: one SToP "
+                                             "run per score."),
     frames: Optional[int] = typer.Option(None, help="Frames sampled uniformly."),
     max_new_tokens: Optional[int] = typer.Option(None, help="Longest answer, in tokens."),
     output: Optional[Path] = typer.Option(None, help="JSONL results (default FOLDER/stop-results.jsonl)."),
@@ -62,6 +64,7 @@ def bench(
     if both and stop_flag is not None:
         raise UsageError("--both cannot be combined with --stop or --no-stop")
     mode = "both" if both else stop_mode if stop_flag is None else ("on" if stop_flag else "off")
+    scores = list(dict.fromkeys(validate_sink_score(s) for s in split_list(sink_score or p.sink_score, "--sink-score")))
     n_frames, new_tokens = counts(p, frames, max_new_tokens)
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
@@ -100,7 +103,7 @@ def bench(
         raise UsageError(f"no questions to run in {folder}")
     from ..evaluation import runner as B  # loads torch: only once the arguments and the folder are known good
 
-    grid = B.settings_grid(ratios, bases, mode)
+    grid = B.settings_grid(ratios, bases, mode, scores)
     skip = B.done_keys(out_path) if resume else set()
     total = sum(1 for r in records for s in grid if B.item_key(r.key, s) not in skip)
     backbone = load(p, origin, model, device, dtype, trust_remote_code)
@@ -135,6 +138,7 @@ def bench(
             table.add_column(col, justify="left" if col in ("method", "type") else "right")
         for r in summary:
             label = "no pruning" if r["pruner"] == "none" else r["pruner"] + (" + SToP" if r["stop"] else "")
+            label += f" ({r['sink_score']})" if r["stop"] and r.get("sink_score") not in (None, "minmax") else ""
             table.add_row(f"{r['ratio']:g}", label, r["type"], str(r["items"]), str(r["failed"]),
                           "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
                           "-" if r["kept"] is None else f"{r['kept']:.0f}", ms(r["prefill_ms"]),

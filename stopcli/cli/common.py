@@ -16,6 +16,8 @@ from ..pruners import NAMES
 
 # The pruners whose decisions SToP steers (none and uniform have nothing to steer).
 WRAPPABLE = tuple(n for n in NAMES if n not in ("none", "uniform"))
+SINK_HELP = ("SToP's sink score: minmax (the authors'), robust (only positions that are sinks) or gated (min-max on "
+             "videos with a sink); default: the preset's. See docs/sinks.md.")
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Fast Video LLMs with sink-token-aware visual-token pruning (SToP).")
@@ -78,13 +80,13 @@ def ms(value: float | None) -> str:
 
 
 def draw(clip, encoded, pruner: str, ratio: float, path: Path, model: str, mu_s=None, mu_t=None,
-          show_frames: int = 8) -> None:
+          show_frames: int = 8, sink_score: str = "minmax") -> None:
     from ..show import show as draw_png
 
     if pruner not in WRAPPABLE:
         raise UsageError(f"--show needs a pruner SToP can wrap ({', '.join(WRAPPABLE)}), not {pruner!r}")
     draw_png(clip.frames, encoded.encoded.tokens, pruner, ratio if ratio > 0 else 0.9, path, model, show_frames,
-         mu_s, mu_t)
+         mu_s, mu_t, sink_score)
     err.print(f"wrote {path}", markup=False)
 
 

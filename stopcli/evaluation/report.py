@@ -75,8 +75,15 @@ def _generic(rows: list[dict], protocol: str) -> dict:
     return result("generic", protocol, pooled(groups)["accuracy"], "accuracy over all questions", groups)
 
 
-def method(pruner: str, stop: bool) -> str:
-    return "no pruning" if pruner == "none" else pruner + (" + SToP" if stop else "")
+def method(pruner: str, stop: bool, sink_score: str | None = None) -> str:
+    name = "no pruning" if pruner == "none" else pruner + (" + SToP" if stop else "")
+    return name + (f" ({sink_score})" if stop and sink_score else "")
+
+
+def _score_of(row: dict) -> str | None:
+    """The sink score of a SToP row when it is not the authors' min-max (None otherwise): a setting of its own."""
+    score = row.get("sink_score")
+    return score if row.get("stop") and score not in (None, "minmax") else None
 
 
 def report(rows: list[dict], protocol: str | None = None) -> dict:
@@ -90,18 +97,22 @@ def report(rows: list[dict], protocol: str | None = None) -> dict:
     models = list(dict.fromkeys(r.get("model") for r in rows))
     by: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        by[(r.get("model"), float(r["ratio"]), r["pruner"], bool(r["stop"]), r.get("benchmark") or GENERIC)].append(r)
-    settings = sorted({k[:4] for k in by}, key=lambda k: (models.index(k[0]), k[1], k[2] != "none", k[2], k[3]))
+        by[(r.get("model"), float(r["ratio"]), r["pruner"], bool(r["stop"]), _score_of(r),
+            r.get("benchmark") or GENERIC)].append(r)
+    settings = sorted({k[:5] for k in by},
+                      key=lambda k: (models.index(k[0]), k[1], k[2] != "none", k[2], k[3], k[4] or ""))
     table = []
-    for model, ratio, pruner, stop in settings:
+    for model, ratio, pruner, stop, score in settings:
         results = {}
         for n in names:
-            items = by.get((model, ratio, pruner, stop, n))
+            items = by.get((model, ratio, pruner, stop, score, n))
             if items:
                 p = _protocol_for(n, protocol, items[0].get("protocol"))
                 results[n] = aggregate(n, items, p) if n in BENCHMARKS else _generic(items, "generic")
-        shown = method(pruner, stop) if len(models) == 1 else f"{_short(model)} · {method(pruner, stop)}"
-        table.append(dict(model=model, ratio=ratio, pruner=pruner, stop=stop, method=shown, results=results))
+        name = method(pruner, stop, score)
+        shown = name if len(models) == 1 else f"{_short(model)} · {name}"
+        table.append(dict(model=model, ratio=ratio, pruner=pruner, stop=stop, sink_score=score, method=shown,
+                          results=results))
     bases = {t["model"]: t for t in table if t["ratio"] == 0}  # PDR: each model against its own unpruned run
     for t in table:
         t["pdr"], t["pdr_groups"] = {}, {}
@@ -211,12 +222,15 @@ def plot(rep: dict, path: Path) -> Path:
 
     names = rep["benchmarks"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
-    lines = list(dict.fromkeys((t["model"], t["pruner"], t["stop"]) for t in rep["settings"] if t["ratio"] > 0))
+    def line(t: dict) -> tuple:
+        return t["model"], t["pruner"], t["stop"], t.get("sink_score")
+
+    lines = list(dict.fromkeys(line(t) for t in rep["settings"] if t["ratio"] > 0))
     for ax, n in zip(axes[0], names):
-        for model, pruner, stop in lines:
+        for key in lines:
+            model, stop = key[0], key[2]
             base = [t for t in rep["settings"] if t["ratio"] == 0 and t["model"] == model]
-            pts = base + sorted((t for t in rep["settings"] if (t["model"], t["pruner"], t["stop"]) ==
-                                 (model, pruner, stop)), key=lambda t: t["ratio"])
+            pts = base + sorted((t for t in rep["settings"] if line(t) == key), key=lambda t: t["ratio"])
             ys = [t["results"].get(n, {}).get("score") for t in pts]
             ax.plot([t["ratio"] for t in pts], [100 * y if y is not None else float("nan") for y in ys],
                     "-" if stop else "--", marker="o", label=pts[-1]["method"])

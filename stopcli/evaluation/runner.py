@@ -24,13 +24,15 @@ class Setting:
     ratio: float
     pruner: str
     stop: bool
+    sink_score: str = "minmax"  # SToP's sink score; only read when stop
 
     def prune_settings(self) -> PruneSettings:
-        return PruneSettings(pruner=self.pruner, ratio=self.ratio, stop=self.stop)
+        return PruneSettings(pruner=self.pruner, ratio=self.ratio, stop=self.stop, sink_score=self.sink_score)
 
 
-def settings_grid(ratios: Iterable[float], pruners: Iterable[str], stop_mode: str) -> list[Setting]:
-    """ratio 0 is one unpruned run; other ratios run each pruner without and/or with SToP."""
+def settings_grid(ratios: Iterable[float], pruners: Iterable[str], stop_mode: str,
+                  sink_scores: Iterable[str] = ("minmax",)) -> list[Setting]:
+    """ratio 0 is one unpruned run; other ratios run each pruner without and/or with SToP (once per sink score)."""
     modes = {"both": (False, True), "on": (True,), "off": (False,)}[stop_mode]
     grid = []
     for r in ratios:
@@ -39,12 +41,14 @@ def settings_grid(ratios: Iterable[float], pruners: Iterable[str], stop_mode: st
             continue
         for p in pruners:
             for s in modes if p not in ("none", "uniform") else (False,):
-                grid.append(Setting(r, p, s))
+                grid.extend([Setting(r, p, True, score) for score in sink_scores] if s else [Setting(r, p, False)])
     return list(dict.fromkeys(grid))
 
 
 def item_key(record_key: str, s: Setting) -> str:
-    return f"{record_key}@{s.ratio:g}/{s.pruner}/{'stop' if s.stop else 'base'}"
+    # min-max keys read as before the robust score existed, so older results files resume
+    mode = "base" if not s.stop else "stop" if s.sink_score == "minmax" else f"stop-{s.sink_score}"
+    return f"{record_key}@{s.ratio:g}/{s.pruner}/{mode}"
 
 
 def done_keys(path: Path) -> set[str]:
@@ -90,7 +94,8 @@ def record_fields(record: Record, protocol: str | None) -> dict:
 
 def failure_row(record: Record, s: Setting, key: str, reason: str, protocol: str | None = None) -> dict:
     return dict(key=key, **record_fields(record, protocol), chat=None, prediction=None, parsed=None, correct=None,
-                scored=False, ratio=s.ratio, pruner=s.pruner, stop=s.stop, visual_tokens=None, timings_ms=None,
+                scored=False, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
+                sink_score=s.sink_score if s.stop else None, visual_tokens=None, timings_ms=None,
                 error=reason)
 
 
@@ -136,6 +141,7 @@ def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting]
                         row = dict(key=key, **record_fields(rec, protocol),
                                    chat=backbone.chat_text(rec.prompt(), rec.system, rec.prefix),
                                    prediction=res.answer, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
+                                   sink_score=s.sink_score if s.stop else None,
                                    visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
                                    timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
                                                    total=res.timings_ms["total"]),
@@ -174,16 +180,18 @@ def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         for t in ("all", r.get("type") or "-"):
-            groups[(r["ratio"], r["pruner"], r["stop"], t)].append(r)
+            score = (r.get("sink_score") or "minmax") if r["stop"] else ""  # rows from before the robust score
+            groups[(r["ratio"], r["pruner"], r["stop"], score, t)].append(r)
     out = []
-    for (ratio, pruner, stop, t), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2],
-                                                                                   kv[0][3] != "all", kv[0][3])):
+    for (ratio, pruner, stop, score, t), items in sorted(groups.items(), key=lambda kv: (*kv[0][:4],
+                                                                                           kv[0][4] != "all", kv[0][4])):
         if t != "all" and all((r.get("type") or "-") == t for r in rows):
             continue  # a single type repeats the 'all' row
         good = [r for r in items if r.get("error") is None]
         scored = [r for r in good if r.get("correct") is not None and r.get("scored", True)]
         prefill = sum(r["timings_ms"]["prefill"] for r in good) / len(good) if good else None
-        out.append(dict(ratio=ratio, pruner=pruner, stop=stop, type=t, items=len(items), failed=len(items) - len(good),
+        out.append(dict(ratio=ratio, pruner=pruner, stop=stop, sink_score=score or None, type=t, items=len(items),
+                        failed=len(items) - len(good),
                         accuracy=sum(r["correct"] for r in scored) / len(scored) if scored else None,
                         kept=sum(r["visual_tokens"]["after"] for r in good) / len(good) if good else None,
                         prefill_ms=prefill, speedup=ref / prefill if ref and prefill else None))
@@ -199,11 +207,12 @@ def plot(summary: list[dict], path: Path) -> Path:
     rows = [r for r in summary if r["type"] == "all"]
     fig, (ax_acc, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
     ref = [r for r in rows if r["ratio"] == 0]
-    lines = sorted({(r["pruner"], r["stop"]) for r in rows if r["ratio"] > 0})
-    for pruner, stop in lines:
-        pts = sorted((r for r in rows if (r["pruner"], r["stop"]) == (pruner, stop)), key=lambda r: r["ratio"])
+    lines = sorted({(r["pruner"], r["stop"], r.get("sink_score") or "") for r in rows if r["ratio"] > 0})
+    for pruner, stop, score in lines:
+        pts = sorted((r for r in rows if (r["pruner"], r["stop"], r.get("sink_score") or "") == (pruner, stop, score)),
+                     key=lambda r: r["ratio"])
         pts = ref + pts
-        label = pruner + (" + SToP" if stop else "")
+        label = pruner + (" + SToP" if stop else "") + (f" ({score})" if stop and score != "minmax" else "")
         style = "-" if stop else "--"
         xs = [r["ratio"] for r in pts]
         ax_acc.plot(xs, [r["accuracy"] if r["accuracy"] is not None else float("nan") for r in pts], style,

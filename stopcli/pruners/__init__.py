@@ -23,10 +23,14 @@ _REGISTRY = {
     "flashvid": "flashvid:FlashVid",
 }
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# SToP's sink scores (stop.py): the authors' min-max; robust = non-zero only at positions that are sinks; gated =
+# min-max on videos that have a sink, zero on those that do not.
+SINK_SCORES: tuple[str, ...] = ("minmax", "robust", "gated")
 
 # Public name -> module that defines it (loaded lazily by __getattr__).
 _LAZY = {
-    "SToP": "stop", "sink_score": "stop",
+    "SToP": "stop", "sink_score": "stop", "robust_sink_score": "stop", "gated_sink_score": "stop",
+    "sink_positions": "stop",
     "Pruner": "types", "PrunedTokens": "types", "SinkHooks": "types", "VisualTokens": "types",
     **{spec.split(":")[1]: spec.split(":")[0] for spec in _REGISTRY.values()},
 }
@@ -53,15 +57,15 @@ def check_name(name: str) -> str:
 
 
 def get_pruner(name: str, stop: bool = False, mu_s: float | None = None, mu_t: float | None = None,
-               gamma: float = 1.1, authors_baseline: bool = False, **options):
-    """A pruner by name; stop=True wraps it in SToP (mu None = the authors' default for that base).
-    Extra keyword options set the base pruner's hyper-parameters (e.g. tau=0.65 for HoliTom)."""
+               gamma: float = 1.1, authors_baseline: bool = False, sink_score: str = "minmax", **options):
+    """A pruner by name; stop=True wraps it in SToP (mu None = the authors' default for that base; sink_score one
+    of SINK_SCORES). Extra keyword options set the base pruner's hyper-parameters (e.g. tau=0.65 for HoliTom)."""
     base = _load(*_REGISTRY[check_name(name)].split(":"))(**options)
     if stop or authors_baseline:
         SToP = _load("stop", "SToP")
         return SToP(base, mu_s=mu_s if stop else 0.0, mu_t=mu_t if stop else 0.0, gamma=gamma,
-                    authors_baseline=authors_baseline)
+                    authors_baseline=authors_baseline, score=sink_score)
     return base
 
 
-__all__ = ["NAMES", "PRUNERS", "check_name", "get_pruner", *_LAZY]
+__all__ = ["NAMES", "PRUNERS", "SINK_SCORES", "check_name", "get_pruner", *_LAZY]

@@ -57,6 +57,7 @@ class VisionZip:
             return torch.from_numpy(base)
         score = hooks.score.detach().float().cpu().numpy()
         sinks = np.argsort(-score, kind="stable")[: self.sink_positions]
+        sinks = sinks[score[sinks] > 0]  # a zero score is no sink (the robust score's non-sinks; min-max's minimum)
         is_sink = np.zeros(remaining + 1, dtype=bool)
         is_sink[sinks[sinks < remaining]] = True  # index-vs-position comparison, as the authors do
         idx = np.arange(remaining + 1)

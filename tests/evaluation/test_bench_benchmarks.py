@@ -151,3 +151,18 @@ def test_report_over_two_backbones_keeps_them_apart(tmp_path):
     assert got[("org/model-a", 0.9)] == (pytest.approx(2 / 3), pytest.approx(1 / 3))  # against model-a's 3/3
     assert got[("org/model-b", 0.9)] == (pytest.approx(2 / 3), pytest.approx(0.0))  # against model-b's 2/3
     assert got[("org/model-a", 0.0)][0] == 1.0 and rep["settings"][1]["method"] == "model-a · holitom + SToP"
+
+
+def test_report_keeps_sink_scores_apart(tmp_path):
+    # One run with min-max and robust SToP rows at the same ratio: two settings, not one pooled row.
+    q = "what moves? (a) a circle (b) a square"
+    grid = [(0.0, "none", False, None, "(a)"), (0.9, "holitom", True, "minmax", "(b)"),
+            (0.9, "holitom", True, "robust", "(a)")]
+    rows = [dict(key=f"k@{ratio:g}/{pruner}/{score}", video="v.mp4", question=q, answer="a", options=None, type="mc",
+                 prediction=pred, correct=None, ratio=ratio, pruner=pruner, stop=stop, sink_score=score, error=None)
+            for ratio, pruner, stop, score, pred in grid]
+    path = tmp_path / "scores.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rep = json.loads(runner.invoke(app, ["report", str(path), "--json"]).stdout)
+    got = {t["method"]: t["results"]["generic"]["score"] for t in rep["settings"]}
+    assert got == {"no pruning": 1.0, "holitom + SToP": 0.0, "holitom + SToP (robust)": 1.0}

@@ -151,3 +151,22 @@ def test_each_video_is_decoded_and_encoded_once_per_run(folder, tiny_model, monk
     bench(folder, tiny_model, "--ratio", "0,0.75,0.9")
     # a, b, c decode and encode once each; corrupt/notes/missing are tried once each and fail
     assert calls == {"decode": 6, "encode": 3}
+
+
+def test_each_sink_score_is_its_own_setting_and_min_max_keys_are_unchanged():
+    from stopcli.evaluation.runner import Setting, item_key, summarise
+
+    grid = settings_grid([0.0, 0.9], ["uniform", "holitom"], "both", ["minmax", "robust"])
+    assert grid == [Setting(0.0, "none", False), Setting(0.9, "uniform", False), Setting(0.9, "holitom", False),
+                    Setting(0.9, "holitom", True, "minmax"), Setting(0.9, "holitom", True, "robust")]
+    assert item_key("v#0", grid[3]) == "v#0@0.9/holitom/stop"  # results files from before the robust score resume
+    assert item_key("v#0", grid[4]) == "v#0@0.9/holitom/stop-robust"
+    assert grid[4].prune_settings().build().score == "robust"
+    row = lambda stop, score, ok: dict(ratio=0.9, pruner="holitom", stop=stop, sink_score=score, type="t",  # noqa
+                                       error=None, correct=ok, visual_tokens={"after": 10},
+                                       timings_ms={"prefill": 1.0})
+    old = dict(row(True, None, True))
+    old.pop("sink_score")  # a row written before the robust score existed reads as min-max
+    summary = summarise([row(True, "minmax", False), old, row(True, "robust", True), row(False, None, True)])
+    acc = {(s["stop"], s["sink_score"]): s["accuracy"] for s in summary}
+    assert acc == {(False, None): 1.0, (True, "minmax"): 0.5, (True, "robust"): 1.0}
