@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import StopError
 from ..pipeline import EncodedVideo, PruneSettings, answer
@@ -84,54 +84,70 @@ def failure_row(record: Record, s: Setting, key: str, reason: str) -> dict:
                 timings_ms=None, error=reason)
 
 
-def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting], output: Path, *, frames: int,
-              max_new_tokens: int, skip: set[str], on_item: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every (record, setting) not in `skip`; write and return the rows."""
-    writer = ResultWriter(output)
-    rows: list[dict] = []
+def plan(records: list[Record], grid: list[Setting], skip: set[str]) -> list[tuple[str, list[tuple[Record, Setting]]]]:
+    """The work left, one entry per video in file order: its (record, setting) items whose keys are not in `skip`."""
     by_video: dict[str, list[Record]] = defaultdict(list)
     for rec in records:
         by_video[rec.video].append(rec)
+    work = []
+    for video, recs in by_video.items():
+        todo = [(r, s) for r in recs for s in grid if item_key(r.key, s) not in skip]
+        if todo:
+            work.append((video, todo))
+    return work
+
+
+def run_video(backbone, folder: Path, video: str, todo: list[tuple[Record, Setting]], *, frames: int,
+              max_new_tokens: int) -> Iterator[dict]:
+    """One video's items: decode and encode it once, then yield one row per (record, setting) as each finishes, so
+    the caller can make it durable before the next starts. The in-process loop and every Ray worker run this same
+    function: results cannot depend on who runs it."""
+    clip, encoded, video_error = None, None, None
     try:
-        for video, recs in by_video.items():
-            todo = [(r, s) for r in recs for s in grid if item_key(r.key, s) not in skip]
-            if not todo:
-                continue
-            clip, encoded, video_error = None, None, None
+        if all(r.error for r, _ in todo):
+            raise StopError(todo[0][0].error)
+        path = Path(video) if Path(video).is_absolute() else folder / video
+        t0 = time.perf_counter()
+        clip = read_video(path, num_frames=frames)
+        decode_ms = (time.perf_counter() - t0) * 1000
+    except StopError as exc:
+        video_error = str(exc)
+    for rec, s in todo:
+        key = item_key(rec.key, s)
+        if rec.error or video_error:
+            row = failure_row(rec, s, key, rec.error or video_error)
+        else:
             try:
-                if all(r.error for r, _ in todo):
-                    raise StopError(todo[0][0].error)
-                path = Path(video) if Path(video).is_absolute() else folder / video
-                t0 = time.perf_counter()
-                clip = read_video(path, num_frames=frames)
-                decode_ms = (time.perf_counter() - t0) * 1000
+                inputs = backbone.prepare(clip.frames, rec.prompt())
+                if encoded is None:  # the vision pass depends on the frames only: once per video
+                    t0 = time.perf_counter()
+                    enc = backbone.encode(inputs)
+                    encoded = (enc, (time.perf_counter() - t0) * 1000)
+                ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
+                res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
+                row = dict(key=key, video=rec.video, question=rec.question, answer=rec.answer,
+                           prediction=res.answer, correct=is_correct(res.answer, rec.answer,
+                                                                     list(rec.options or []) or None),
+                           type=rec.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
+                           visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
+                           timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
+                                           total=res.timings_ms["total"]),
+                           error=None)
             except StopError as exc:
-                video_error = str(exc)
-            for rec, s in todo:
-                key = item_key(rec.key, s)
-                if rec.error or video_error:
-                    row = failure_row(rec, s, key, rec.error or video_error)
-                else:
-                    try:
-                        inputs = backbone.prepare(clip.frames, rec.prompt())
-                        if encoded is None:  # the vision pass depends on the frames only: once per video
-                            t0 = time.perf_counter()
-                            enc = backbone.encode(inputs)
-                            encoded = (enc, (time.perf_counter() - t0) * 1000)
-                        ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
-                        res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
-                        row = dict(key=key, video=rec.video, question=rec.question, answer=rec.answer,
-                                   prediction=res.answer, correct=is_correct(res.answer, rec.answer,
-                                                                             list(rec.options or []) or None),
-                                   type=rec.type, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
-                                   visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
-                                   timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
-                                                   total=res.timings_ms["total"]),
-                                   error=None)
-                    except StopError as exc:
-                        row = failure_row(rec, s, key, str(exc))
-                    except RuntimeError as exc:  # e.g. out of memory on one long video: record it, go on
-                        row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                row = failure_row(rec, s, key, str(exc))
+            except RuntimeError as exc:  # e.g. out of memory on one long video: record it, go on
+                row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        yield row
+
+
+def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting], output: Path, *, frames: int,
+              max_new_tokens: int, skip: set[str], on_item: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run every (record, setting) not in `skip` in this process; write and return the rows."""
+    writer = ResultWriter(output)
+    rows: list[dict] = []
+    try:
+        for video, todo in plan(records, grid, skip):
+            for row in run_video(backbone, folder, video, todo, frames=frames, max_new_tokens=max_new_tokens):
                 writer.write(row)
                 rows.append(row)
                 if on_item:
