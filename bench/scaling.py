@@ -1,12 +1,13 @@
 """Items per second of `stop bench` in-process, on 1 Ray worker and on 2, over the same folder, in one run.
 
-    python bench/scaling.py [--videos 40] [--threads 1] [--pruners holitom,visionzip] [--ratios 0,0.9]
+    python bench/scaling.py [--videos 40] [--threads 1] [--reps 1] [--pruners holitom,visionzip] [--ratios 0,0.9]
 
 Writes `--videos` synthetic videos (`stop synth`, one question each), then runs the same grid three times on the
 embedded model (`default` preset): in this process with `--threads` torch threads, and through
 `runner.run_bench`'s Ray twin with 1 and with 2 workers of `--threads` threads each on a local Ray. Items/s counts
 the work only (every replica loaded); start-up (Ray and the model in each worker) is shown apart. Also checks that
-the three runs give the same prediction and kept-token count item by item. Prints a table and writes
+the three runs give the same prediction and kept-token count item by item. With --reps R the three runs repeat R
+times in turn (so that a burst of load elsewhere hits each alike) and the table shows the median work time. Prints a table and writes
 bench/results/scaling.json, with the load average before and after (other processes on the machine skew it)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +32,7 @@ def main() -> None:
     ap.add_argument("--pruners", default="holitom,visionzip")
     ap.add_argument("--ratios", default="0,0.9")
     ap.add_argument("--max-new-tokens", type=int, default=None)
+    ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scaling.json"))
     args = ap.parse_args()
 
@@ -61,22 +64,24 @@ def main() -> None:
         backbone = load(p, origin, None, "cpu", None, False)
         up = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rows = B.run_bench(backbone, folder, records, grid, Path(tmp) / "in-process.jsonl", frames=frames,
-                           max_new_tokens=new_tokens, skip=set())
-        runs["in-process"] = dict(items=len(rows), startup_s=up, work_s=time.perf_counter() - t0, rows=rows)
-        del backbone
-
-        t0 = time.perf_counter()
         ray.init(num_cpus=2 * args.threads, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
         ray_up = time.perf_counter() - t0
         spec = D.ModelSpec(path=p.resolved_model(origin), name=p.model, device="cpu")
-        for n in (1, 2):
-            out = D.run_bench_ray(spec, folder, records, grid, Path(tmp) / f"workers-{n}.jsonl", frames=frames,
-                                  max_new_tokens=new_tokens, skip=set(), workers=n, threads=args.threads)
-            runs[f"--workers {n}"] = dict(items=len(out.rows), startup_s=out.startup_s + (ray_up if n == 1 else 0),
-                                          work_s=out.work_s, rows=out.rows,
-                                          workers=[w.to_json() for w in out.workers])
+        for rep in range(args.reps):
+            t0 = time.perf_counter()
+            rows = B.run_bench(backbone, folder, records, grid, Path(tmp) / f"in-process-{rep}.jsonl",
+                               frames=frames, max_new_tokens=new_tokens, skip=set())
+            run = runs.setdefault("in-process", dict(items=len(rows), startup_s=up, work=[], rows=rows))
+            run["work"].append(time.perf_counter() - t0)
+            for n in (1, 2):
+                out = D.run_bench_ray(spec, folder, records, grid, Path(tmp) / f"workers-{n}-{rep}.jsonl",
+                                      frames=frames, max_new_tokens=new_tokens, skip=set(), workers=n,
+                                      threads=args.threads)
+                run = runs.setdefault(f"--workers {n}", dict(items=len(out.rows), work=[], rows=out.rows,
+                                                             startup_s=out.startup_s + (ray_up if n == 1 else 0),
+                                                             workers=[w.to_json() for w in out.workers]))
+                run["work"].append(out.work_s)
         ray.shutdown()
     load_after = os.getloadavg()
 
@@ -86,11 +91,13 @@ def main() -> None:
     ref = key(runs["in-process"]["rows"])
     same = {name: key(run["rows"]) == ref for name, run in runs.items()}
     for run in runs.values():
+        run["work_s"] = statistics.median(run["work"])
         run["items_per_s"] = run["items"] / run["work_s"]
         run["ms_per_item"] = 1000 * run["work_s"] / run["items"]
     w1, w2 = runs["--workers 1"]["items_per_s"], runs["--workers 2"]["items_per_s"]
     table = Table(title=f"stop bench on {args.videos} synthetic videos x {len(grid)} settings = "
-                        f"{runs['in-process']['items']} items, {args.threads} thread(s) each, {os.cpu_count()} cores; "
+                        f"{runs['in-process']['items']} items, {args.threads} thread(s) each, {os.cpu_count()} cores, "
+                        f"median of {args.reps}; "
                         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after", title_justify="left")
     for col in ("run", "items", "start-up s", "work s", "items/s", "ms/item", "vs in-process", "same rows"):
         table.add_column(col, justify="left" if col == "run" else "right")
@@ -102,7 +109,7 @@ def main() -> None:
     console = Console(width=140)
     console.print(table)
     console.print(f"2 workers / 1 worker: {w2 / w1:.2f}x (target >= 1.6x)")
-    result = dict(videos=args.videos, settings=len(grid), threads=args.threads, cores=os.cpu_count(),
+    result = dict(videos=args.videos, settings=len(grid), threads=args.threads, cores=os.cpu_count(), reps=args.reps,
                   load_average_before=load_before, load_average_after=load_after, scaling_2_over_1=w2 / w1,
                   same_rows=same, runs={k: {f: v for f, v in run.items() if f != "rows"} for k, run in runs.items()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
