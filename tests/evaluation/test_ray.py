@@ -166,7 +166,7 @@ def test_a_video_that_kills_every_worker_ends_in_failure_lines_and_the_rest_wait
     assert all(row["error"].startswith("worker died 3 times on this video") for row in rows
                if row["video"] == "b.mp4")
     monkeypatch.undo()
-    r = bench(folder, tiny_model, out, "--workers", 1, "--resume")
+    r = bench(folder, tiny_model, out, "--resume")  # in-process: the file does not care who wrote it
     assert r.exit_code == 1, r.output
     rows = rows_of(out)
     assert len(rows) == TOTAL and {row["key"] for row in rows} == set(reference)
@@ -213,7 +213,7 @@ def test_driver_killed_then_resumed_answers_every_item_once(folder, tiny_model, 
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert 3 <= len(rows_of(out)) < TOTAL
-    r = bench(folder, tiny_model, out, "--resume")  # in-process: the file does not care who wrote it
+    r = bench(folder, tiny_model, out, "--workers", 1, "--resume")
     assert r.exit_code == 1, r.output
     rows = rows_of(out)
     assert len(rows) == TOTAL and {row["key"] for row in rows} == set(reference)
