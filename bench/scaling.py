@@ -114,7 +114,8 @@ def main() -> None:
     console.print(table)
     console.print(f"2 workers / 1 worker: {w2 / w1:.2f}x best, {m2 / m1:.2f}x median (target >= 1.6x)")
     result = dict(videos=args.videos, settings=len(grid), threads=args.threads, cores=os.cpu_count(), reps=args.reps,
-                  load_average_before=load_before, load_average_after=load_after, scaling_2_over_1=w2 / w1, median_scaling_2_over_1=m2 / m1,
+                  load_average_before=load_before, load_average_after=load_after,
+                  scaling_2_over_1=w2 / w1, median_scaling_2_over_1=m2 / m1,
                   same_rows=same, runs={k: {f: v for f, v in run.items() if f != "rows"} for k, run in runs.items()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -5,8 +5,8 @@ The driver plans the work, hands one video at a time to each idle worker, receiv
 of each line are exactly those of the in-process run. A worker that dies mid-video is replaced (at most `retries`
 times per worker) and the items of its video not yet received run again on a live worker, at most `retries` more
 times; then they are failure lines naming the reason. When no worker is left the run stops with the items it could
-not run unwritten, so `--resume` runs them later. Ray is imported by this module only, and only `--workers`/`--ray-address`
-import this module."""
+not run unwritten, so `--resume` runs them later. Ray is imported by this module only, and only
+`--workers`/`--ray-address` import this module."""
 
 from __future__ import annotations
 

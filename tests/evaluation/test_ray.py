@@ -27,8 +27,9 @@ TOTAL = 5 * SETTINGS  # 5 records
 
 @pytest.fixture(scope="module")
 def local_ray():
+    path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))  # workers import this tree's stopcli
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}})
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 
