@@ -90,11 +90,14 @@ def bench(
     out_path = output or folder / "stop-results.jsonl"
     if out_path.is_file() and out_path.stat().st_size and not (resume or overwrite):
         raise UsageError(f"{out_path} already holds results: pass --resume to continue it or --overwrite")
-    if overwrite and out_path.is_file():
-        out_path.unlink()
+
+    def start_afresh() -> None:  # only once the model (or every worker) is up: a failed start keeps the old file
+        if overwrite and out_path.is_file():
+            out_path.unlink()
+
     records = load_records(folder, annotations, question)
     grid = B.settings_grid(ratios, bases, mode)
-    skip = B.done_keys(out_path) if resume else set()
+    skip = B.done_keys(out_path) if resume and not overwrite else set()
     total = sum(1 for r in records for s in grid if B.item_key(r.key, s) not in skip)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=err, transient=True)
@@ -104,28 +107,27 @@ def bench(
 
         # Ray prints the raylet's notices (a worker died, ...) on stdout; the summary below reports them, and stdout
         # must stay the table or the JSON, so they go to stderr until Ray is shut down.
-        stack = contextlib.ExitStack()
-        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-        started = D.connect(ray_address)
-        try:
-            gpus = D.use_gpus(device)
-            spec = D.ModelSpec(path=model or p.resolved_model(origin), dtype=dtype, device="cuda" if gpus else "cpu",
-                               name=p.model if model is None and p.model.startswith("stopcli:") else None,
-                               trust_remote_code=trust_remote_code)
-            model_name = spec.name or spec.path
-            with progress:
-                task = progress.add_task("bench", total=total)
-                outcome = D.run_bench_ray(spec, folder, records, grid, out_path, frames=n_frames,
-                                          max_new_tokens=new_tokens, skip=skip, gpus=gpus,
-                                          workers=workers or D.default_workers(gpus), threads=threads_per_worker,
-                                          on_item=lambda row: progress.advance(task))
-        finally:
-            if started:
-                D.disconnect()
-            stack.close()
+        with contextlib.redirect_stdout(sys.stderr):
+            started = D.connect(ray_address)
+            try:
+                gpus = D.use_gpus(device)
+                spec = D.ModelSpec(path=model or p.resolved_model(origin), dtype=dtype,
+                                   device="cuda" if gpus else "cpu", trust_remote_code=trust_remote_code,
+                                   name=p.model if model is None and p.model.startswith("stopcli:") else None)
+                model_name = spec.name or spec.path
+                with progress:
+                    task = progress.add_task("bench", total=total)
+                    outcome = D.run_bench_ray(spec, folder, records, grid, out_path, frames=n_frames,
+                                              max_new_tokens=new_tokens, skip=skip, gpus=gpus,
+                                              workers=workers or D.default_workers(gpus), threads=threads_per_worker,
+                                              on_item=lambda row: progress.advance(task), on_ready=start_afresh)
+            finally:
+                if started:
+                    D.disconnect()
     else:
         backbone = load(p, origin, model, device, dtype, trust_remote_code)
         model_name = backbone.name
+        start_afresh()
         with progress:
             task = progress.add_task("bench", total=total)
             B.run_bench(backbone, folder, records, grid, out_path, frames=n_frames, max_new_tokens=new_tokens,

@@ -189,12 +189,16 @@ def _lost(exc: BaseException) -> str:
 
 def run_bench_ray(spec: ModelSpec, folder: Path, records: list[Record], grid: list[Setting], output: Path, *,
                   frames: int, max_new_tokens: int, skip: set[str], workers: int, threads: int = 1,
-                  gpus: bool = False, retries: int = 2, on_item: Callable[[dict], None] | None = None) -> Outcome:
-    """Run every (record, setting) not in `skip` on `workers` Ray actors; this process writes every row."""
+                  gpus: bool = False, retries: int = 2, on_item: Callable[[dict], None] | None = None,
+                  on_ready: Callable[[], None] | None = None) -> Outcome:
+    """Run every (record, setting) not in `skip` on `workers` Ray actors; this process writes every row.
+    `on_ready` runs once every replica is up, before the results file is opened."""
     t_start = time.perf_counter()
     folder = folder.resolve()
     work = plan(records, grid, skip)
     if not work:
+        if on_ready:
+            on_ready()
         return Outcome([], [], 0)
     need = dict(num_cpus=threads, num_gpus=1 if gpus else 0)
     have = ray.cluster_resources()
@@ -224,6 +228,8 @@ def run_bench_ray(spec: ModelSpec, folder: Path, records: list[Record], grid: li
         slot.stats.host, slot.stats.pid, slot.stats.device = info["host"], info["pid"], info["device"]
 
     t_up = time.perf_counter()
+    if on_ready:
+        on_ready()
     writer = ResultWriter(output)
     rows: list[dict] = []
     queue = deque(_Job(v, todo) for v, todo in work)

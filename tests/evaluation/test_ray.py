@@ -199,6 +199,14 @@ def test_bad_worker_counts_and_addresses_are_one_line_errors(folder, tiny_model)
     assert not (folder / "never.jsonl").exists()
 
 
+def test_a_run_that_cannot_start_leaves_an_overwritten_file_alone(folder, tiny_model, local_ray):
+    kept = folder / "kept.jsonl"
+    kept.write_text('{"key": "finished work"}\n')
+    r = bench(folder, tiny_model, kept, "--workers", 3, "--overwrite")  # the local Ray has 2 CPUs
+    assert r.exit_code == 2 and "--workers 3 needs 3 CPUs, the Ray cluster has 2" in r.stderr, r.stderr
+    assert kept.read_text() == '{"key": "finished work"}\n'
+
+
 def test_driver_killed_then_resumed_answers_every_item_once(folder, tiny_model, reference, local_ray):
     out = folder / "resumed.jsonl"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
