@@ -1,4 +1,4 @@
-"""The command line answers help, listings and argument errors without loading torch or transformers."""
+"""The command line answers help, listings and argument errors without loading torch, transformers or ray."""
 
 import subprocess
 import sys
@@ -15,7 +15,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-print("loaded:", sorted(m for m in ("torch", "transformers") if m in sys.modules), "exit:", code, file=sys.stderr)
+print("loaded:", sorted(m for m in ("torch", "transformers", "ray") if m in sys.modules), "exit:", code, file=sys.stderr)
 """
 
 
@@ -38,6 +38,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
     (("bench", "samples", "--benchmark", "mvbench"), 2),
     (("report", "--help"), 0),
     (("report", "no-such-results.jsonl"), 2),
+    (("bench", "samples", "--workers", "0"), 2),
+    (("bench", "samples", "--workers", "2", "--ray-address", "nowhere"), 2),
+    (("bench", "samples", "--workers", "2", "--threads-per-worker", "0"), 2),
     (("show", "samples/red_circle.mp4", "--ratio", "0"), 2),
     (("ask", "samples/red_circle.mp4", "q", "--preset", "no-such-preset"), 2),
     (("ask", "samples/red_circle.mp4", "q", "--sink-score", "zscore"), 2),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +18,23 @@ from ..evaluation.benchmarks import PROTOCOLS
 from ..presets import DEFAULT_PRESET, load_preset, validate_pruner, validate_ratio, validate_sink_score
 from .common import SINK_HELP, app, counts, err, load, ms, number, out, split as split_list, user_errors
 from .report import print_report
+
+
+def valid_address(address: str) -> bool:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return address == "auto" or bool(host) and port.isdigit()
+
+
+def worker_table(outcome) -> Table:
+    table = Table(title=f"{len(outcome.workers)} Ray workers  ·  {outcome.retried} videos retried after a worker died",
+                  title_justify="left")
+    for col in ("worker", "host", "device", "videos", "items", "items/s", "failures", "deaths"):
+        table.add_column(col, justify="left" if col in ("host", "device") else "right")
+    for w in (s.to_json() for s in outcome.workers):
+        table.add_row(str(w["worker"]), w["host"], w["device"] or "-", str(w["videos"]), str(w["items"]),
+                      "-" if w["items_per_s"] is None else f"{w['items_per_s']:.2f}", str(w["failures"]),
+                      str(w["deaths"]))
+    return table
 
 
 @app.command()
@@ -50,6 +70,11 @@ def bench(
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16 or float16."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Run on N model replicas as Ray actors (one GPU "
+                                          "each when the cluster has GPUs). Needs the ray extra."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster: auto or "
+                                              "HOST:PORT (videos and model on a shared file system)."),
+    threads_per_worker: int = typer.Option(1, "--threads-per-worker", help="CPU threads (and Ray CPUs) per worker."),
 ) -> None:
     """Accuracy, kept tokens and prefill time over a folder, for a ratio sweep, with and without SToP."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -68,6 +93,13 @@ def bench(
     n_frames, new_tokens = counts(p, frames, max_new_tokens)
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
+    distributed = workers is not None or ray_address is not None
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if threads_per_worker < 1:
+        raise UsageError("--threads-per-worker must be at least 1")
+    if ray_address is not None and not valid_address(ray_address):
+        raise UsageError(f"--ray-address must be auto or HOST:PORT (e.g. 10.0.0.1:6379), not {ray_address!r}")
 
     from ..evaluation import benchmarks as BM
     from ..evaluation.annotations import ANNOTATION_NAMES, load_records
@@ -96,25 +128,60 @@ def bench(
         if changed:
             raise UsageError(f"{out_path} was run with {', '.join(f'{k}={before.get(k)}' for k in changed)}; "
                              "--resume needs the same settings (or --overwrite, or another --output)")
-    if overwrite and out_path.is_file():
-        out_path.unlink()
     records = BM.load(name, folder, protocol, bounds, split) if name else load_records(folder, annotations, question)
     if not records:
         raise UsageError(f"no questions to run in {folder}")
     from ..evaluation import runner as B  # loads torch: only once the arguments and the folder are known good
 
+    run_protocol = protocol if name else None
     grid = B.settings_grid(ratios, bases, mode, scores)
-    skip = B.done_keys(out_path) if resume else set()
+    skip = B.done_keys(out_path) if resume and not overwrite else set()
     total = sum(1 for r in records for s in grid if B.item_key(r.key, s) not in skip)
-    backbone = load(p, origin, model, device, dtype, trust_remote_code)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(dict(meta, folder=str(folder), model=backbone.name, frames=n_frames,
-                                         max_new_tokens=new_tokens), indent=2) + "\n")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as progress:
-        task = progress.add_task("bench", total=total)
-        B.run_bench(backbone, folder, records, grid, out_path, frames=n_frames, max_new_tokens=new_tokens,
-                    skip=skip, on_item=lambda row: progress.advance(task), protocol=protocol if name else None)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err, transient=True)
+
+    def start_afresh(model_name: str) -> None:
+        # Only once the model (or every worker) is up: a run that cannot start keeps the old file and its settings.
+        if overwrite and out_path.is_file():
+            out_path.unlink()
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps(dict(meta, folder=str(folder), model=model_name, frames=n_frames,
+                                             max_new_tokens=new_tokens), indent=2) + "\n")
+
+    outcome = None
+    if distributed:
+        if ray_address is None:  # a Ray of this machine alone: its processes talk over loopback, not the LAN address
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        from ..evaluation import distributed as D
+
+        # Ray prints the raylet's notices (a worker died, ...) on stdout; the summary below reports them, and stdout
+        # must stay the table or the JSON, so they go to stderr until Ray is shut down.
+        with contextlib.redirect_stdout(sys.stderr):
+            started = D.connect(ray_address)
+            try:
+                gpus = D.use_gpus(device)
+                spec = D.ModelSpec(path=model or p.resolved_model(origin), dtype=dtype,
+                                   device="cuda" if gpus else "cpu", trust_remote_code=trust_remote_code,
+                                   name=p.model if model is None and p.model.startswith("stopcli:") else None)
+                model_name = spec.name or spec.path
+                with progress:
+                    task = progress.add_task("bench", total=total)
+                    outcome = D.run_bench_ray(spec, folder, records, grid, out_path, frames=n_frames,
+                                              max_new_tokens=new_tokens, skip=skip, gpus=gpus,
+                                              workers=workers or D.default_workers(gpus), threads=threads_per_worker,
+                                              on_item=lambda row: progress.advance(task),
+                                              on_ready=lambda: start_afresh(model_name), protocol=run_protocol)
+            finally:
+                if started:
+                    D.disconnect()
+    else:
+        backbone = load(p, origin, model, device, dtype, trust_remote_code)
+        model_name = backbone.name
+        start_afresh(model_name)
+        with progress:
+            task = progress.add_task("bench", total=total)
+            B.run_bench(backbone, folder, records, grid, out_path, frames=n_frames, max_new_tokens=new_tokens,
+                        skip=skip, on_item=lambda row: progress.advance(task), protocol=run_protocol)
     rows = B.read_rows(out_path)
     summary = B.summarise(rows)
     failed = [r for r in rows if r.get("error")]
@@ -128,10 +195,12 @@ def bench(
     elif plot is not None:  # a generic run: accuracy and prefill time
         B.plot(summary, plot)
     if as_json:
+        extra = {} if outcome is None else dict(workers=[w.to_json() for w in outcome.workers],
+                                                 retried=outcome.retried)
         typer.echo(json.dumps(dict(results=str(out_path), items=len(rows), failed=len(failed), summary=summary,
-                                   **({"report": rep} if rep else {})), indent=2))
+                                   **({"report": rep} if rep else {}), **extra), indent=2))
     else:
-        table = Table(title=f"{backbone.name}  ·  {len(records)} records  ·  results in {out_path}",
+        table = Table(title=f"{model_name}  ·  {len(records)} records  ·  results in {out_path}",
                       title_justify="left")
         for col in ("ratio", "method", "type", "items", "failed", "accuracy", "tokens kept", "prefill ms",
                     "speed-up"):
@@ -146,6 +215,8 @@ def bench(
         out.print(table)
         if rep:
             print_report(rep)
+        if outcome is not None:
+            out.print(worker_table(outcome))
     for r in failed[:5]:
         err.print(f"failed: {r['video']}: {r['error']}", markup=False)
     if failed:

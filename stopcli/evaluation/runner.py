@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import StopError
 from ..pipeline import EncodedVideo, PruneSettings, answer
@@ -99,59 +99,77 @@ def failure_row(record: Record, s: Setting, key: str, reason: str, protocol: str
                 error=reason)
 
 
+def plan(records: list[Record], grid: list[Setting], skip: set[str]) -> list[tuple[tuple, list[tuple[Record, Setting]]]]:
+    """The work left, one entry per clip in file order: its (record, setting) items whose keys are not in `skip`. A
+    clip is (video, start, end, frame rate): the same file and the same bounds share one decode and one vision pass."""
+    by_clip: dict[tuple, list[Record]] = defaultdict(list)
+    for rec in records:
+        by_clip[rec.clip].append(rec)
+    work = []
+    for clip, recs in by_clip.items():
+        todo = [(r, s) for r in recs for s in grid if item_key(r.key, s) not in skip]
+        if todo:
+            work.append((clip, todo))
+    return work
+
+
+def run_video(backbone, folder: Path, clip_key: tuple, todo: list[tuple[Record, Setting]], *, frames: int,
+              max_new_tokens: int, protocol: str | None = None) -> Iterator[dict]:
+    """One clip's items: decode and encode it once, then yield one row per (record, setting) as each finishes, so
+    the caller can make it durable before the next starts. The in-process loop and every Ray worker run this same
+    function: results cannot depend on who runs it. Benchmark records are scored with `protocol`'s parser (their
+    prompts were built for it when they were read)."""
+    video, start, end, frame_rate = clip_key
+    clip, encoded, video_error = None, None, None
+    try:
+        if all(r.error for r, _ in todo):
+            raise StopError(todo[0][0].error)
+        path = Path(video) if Path(video).is_absolute() else folder / video
+        t0 = time.perf_counter()
+        clip = read_video(path, num_frames=frames, start=start, end=end, frame_rate=frame_rate)
+        decode_ms = (time.perf_counter() - t0) * 1000
+    except StopError as exc:
+        video_error = str(exc)
+    for rec, s in todo:
+        key = item_key(rec.key, s)
+        if rec.error or video_error:
+            row = failure_row(rec, s, key, rec.error or video_error, protocol)
+        else:
+            try:
+                inputs = backbone.prepare(clip.frames, rec.prompt(), rec.system, rec.prefix, fps=clip.fps,
+                                          indices=clip.indices)
+                if encoded is None:  # the vision pass depends on the frames only: once per clip
+                    t0 = time.perf_counter()
+                    enc = backbone.encode(inputs)
+                    encoded = (enc, (time.perf_counter() - t0) * 1000)
+                ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
+                res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
+                row = dict(key=key, **record_fields(rec, protocol),
+                           chat=backbone.chat_text(rec.prompt(), rec.system, rec.prefix),
+                           prediction=res.answer, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
+                           sink_score=s.sink_score if s.stop else None,
+                           visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
+                           timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
+                                           total=res.timings_ms["total"]),
+                           error=None)
+                row.update(score_row(row, protocol))
+            except StopError as exc:
+                row = failure_row(rec, s, key, str(exc), protocol)
+            except RuntimeError as exc:  # e.g. out of memory on one long video: record it, go on
+                row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}", protocol)
+        yield row
+
+
 def run_bench(backbone, folder: Path, records: list[Record], grid: list[Setting], output: Path, *, frames: int,
               max_new_tokens: int, skip: set[str], on_item: Callable[[dict], None] | None = None,
               protocol: str | None = None) -> list[dict]:
-    """Run every (record, setting) not in `skip`; write and return the rows. Benchmark records are scored with
-    `protocol`'s parser (their prompts were built for it when they were read)."""
+    """Run every (record, setting) not in `skip` in this process; write and return the rows."""
     writer = ResultWriter(output)
     rows: list[dict] = []
-    by_video: dict[tuple, list[Record]] = defaultdict(list)
-    for rec in records:
-        by_video[rec.clip].append(rec)  # same file and same clip bounds: one decode, one vision pass
     try:
-        for (video, start, end, frame_rate), recs in by_video.items():
-            todo = [(r, s) for r in recs for s in grid if item_key(r.key, s) not in skip]
-            if not todo:
-                continue
-            clip, encoded, video_error = None, None, None
-            try:
-                if all(r.error for r, _ in todo):
-                    raise StopError(todo[0][0].error)
-                path = Path(video) if Path(video).is_absolute() else folder / video
-                t0 = time.perf_counter()
-                clip = read_video(path, num_frames=frames, start=start, end=end, frame_rate=frame_rate)
-                decode_ms = (time.perf_counter() - t0) * 1000
-            except StopError as exc:
-                video_error = str(exc)
-            for rec, s in todo:
-                key = item_key(rec.key, s)
-                if rec.error or video_error:
-                    row = failure_row(rec, s, key, rec.error or video_error, protocol)
-                else:
-                    try:
-                        inputs = backbone.prepare(clip.frames, rec.prompt(), rec.system, rec.prefix, fps=clip.fps,
-                                                  indices=clip.indices)
-                        if encoded is None:  # the vision pass depends on the frames only: once per video
-                            t0 = time.perf_counter()
-                            enc = backbone.encode(inputs)
-                            encoded = (enc, (time.perf_counter() - t0) * 1000)
-                        ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
-                        res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
-                        row = dict(key=key, **record_fields(rec, protocol),
-                                   chat=backbone.chat_text(rec.prompt(), rec.system, rec.prefix),
-                                   prediction=res.answer, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
-                                   sink_score=s.sink_score if s.stop else None,
-                                   visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,
-                                   timings_ms=dict(prefill=res.timings_ms["prefill"], prune=res.timings_ms["prune"],
-                                                   total=res.timings_ms["total"]),
-                                   error=None)
-                        row.update(score_row(row, protocol))
-                    except StopError as exc:
-                        row = failure_row(rec, s, key, str(exc), protocol)
-                    except RuntimeError as exc:  # e.g. out of memory on one long video: record it, go on
-                        row = failure_row(rec, s, key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
-                                          protocol)
+        for clip_key, todo in plan(records, grid, skip):
+            for row in run_video(backbone, folder, clip_key, todo, frames=frames, max_new_tokens=max_new_tokens,
+                                 protocol=protocol):
                 writer.write(row)
                 rows.append(row)
                 if on_item:
