@@ -96,6 +96,27 @@ def test_two_workers_give_the_in_process_rows_item_by_item(folder, tiny_model, r
     assert report["retried"] == 0 and report["failed"] == 2 * SETTINGS
 
 
+def test_a_published_benchmark_on_two_workers_gives_the_in_process_rows(tmp_path, tiny_model, local_ray):
+    # MVBench as shipped: clip bounds, a frame folder, item-level failures, the official prompt and parser; each
+    # worker must get the same clip and the same protocol as the in-process loop.
+    from benchmark_layouts import mvbench
+
+    folder = mvbench(tmp_path / "MVBench")
+    args = ["bench", str(folder), "--benchmark", "mvbench", "--model", tiny_model, "--frames", "4",
+            "--max-new-tokens", "4", "--ratio", "0,0.9", "--pruners", "holitom", "--no-stop"]
+    here, there = tmp_path / "in-process.jsonl", tmp_path / "ray.jsonl"
+    assert runner.invoke(app, [*args, "--output", str(here)]).exit_code == 1  # two items fail, the run goes on
+    r = runner.invoke(app, [*args, "--output", str(there), "--workers", "2"])
+    assert r.exit_code == 1, r.output
+    want = {row["key"]: row for row in rows_of(here)}
+    got = {row["key"]: row for row in rows_of(there)}
+    assert got.keys() == want.keys() and len(got) == 12
+    for key, row in got.items():
+        fields = ("prediction", "correct", "parsed", "prompt", "chat", "clip", "protocol", "visual_tokens", "error")
+        assert {k: row.get(k) for k in fields} == {k: want[key].get(k) for k in fields}, key
+    assert {row["protocol"] for row in got.values()} == {"official"}
+
+
 def _workers_under(pid: int) -> list[int]:
     """Live Ray processes running a BenchWorker below process `pid`."""
     parents, found = {}, []
