@@ -12,7 +12,7 @@ import torch
 from .backbones import load_backbone
 from .backbones.base import Backbone, Encoded, sync
 from .errors import StopError
-from .pruners import PrunedTokens, get_pruner
+from .pruners import WRAPPABLE, PrunedTokens, get_pruner
 from .video import Clip, read_video
 
 __all__ = ["PruneSettings", "Answer", "load_backbone", "read_video", "encode", "answer", "auto_device"]
@@ -32,7 +32,7 @@ class PruneSettings:
         return 1.0 - self.ratio
 
     def build(self):
-        return get_pruner(self.pruner, stop=self.stop and self.pruner not in ("none", "uniform"),
+        return get_pruner(self.pruner, stop=self.stop and self.pruner in WRAPPABLE,
                           mu_s=self.mu_s, mu_t=self.mu_t, sink_score=self.sink_score)
 
 

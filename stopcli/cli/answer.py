@@ -12,10 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UsageError
-from ..pruners import NAMES as PRUNER_NAMES
 from ..presets import (DEFAULT_PRESET, list_preset_paths, load_preset, validate_pruner, validate_ratio,
                        validate_sink_score)
-from .common import SINK_HELP, WRAPPABLE, app, counts, decode, draw, err, load, ms, out, split, user_errors
+from ..pruners import NAMES as PRUNER_NAMES
+from ..pruners import WRAPPABLE
+from .common import SINK_HELP, app, counts, decode, draw, err, load, ms, out, split, user_errors
 
 
 def render_answer(result) -> None:

@@ -12,10 +12,7 @@ import typer
 from rich.console import Console
 
 from ..errors import StopError, UsageError
-from ..pruners import NAMES
-
-# The pruners whose decisions SToP steers (none and uniform have nothing to steer).
-WRAPPABLE = tuple(n for n in NAMES if n not in ("none", "uniform"))
+from ..pruners import WRAPPABLE
 SINK_HELP = ("SToP's sink score: minmax (the authors'), robust (only positions that are sinks) or gated (min-max on "
              "videos with a sink); default: the preset's. See docs/sinks.md.")
 

@@ -12,7 +12,8 @@ from rich.table import Table
 from ..errors import StopError, UsageError
 from ..evaluation.annotations import VIDEO_EXTENSIONS
 from ..presets import DEFAULT_PRESET, load_preset, validate_pruner, validate_ratio
-from .common import WRAPPABLE, app, counts, decode, err, load, out, split, user_errors
+from ..pruners import WRAPPABLE
+from .common import app, counts, decode, err, load, out, split, user_errors
 
 
 def _videos(path: Path) -> list[Path]:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import StopError
 from ..pipeline import EncodedVideo, PruneSettings, answer
+from ..pruners import WRAPPABLE
 from .annotations import Record
 from .scoring import score_row
 from ..video import read_video
@@ -40,7 +41,7 @@ def settings_grid(ratios: Iterable[float], pruners: Iterable[str], stop_mode: st
             grid.append(Setting(0.0, "none", False))
             continue
         for p in pruners:
-            for s in modes if p not in ("none", "uniform") else (False,):
+            for s in modes if p in WRAPPABLE else (False,):
                 grid.extend([Setting(r, p, True, score) for score in sink_scores] if s else [Setting(r, p, False)])
     return list(dict.fromkeys(grid))
 

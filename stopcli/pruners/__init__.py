@@ -23,6 +23,8 @@ _REGISTRY = {
     "flashvid": "flashvid:FlashVid",
 }
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# The pruners whose decisions SToP steers (none and uniform have nothing to steer).
+WRAPPABLE: tuple[str, ...] = tuple(n for n in NAMES if n not in ("none", "uniform"))
 # SToP's sink scores (stop.py): the authors' min-max; robust = non-zero only at positions that are sinks; gated =
 # min-max on videos that have a sink, zero on those that do not.
 SINK_SCORES: tuple[str, ...] = ("minmax", "robust", "gated")
@@ -68,4 +70,4 @@ def get_pruner(name: str, stop: bool = False, mu_s: float | None = None, mu_t: f
     return base
 
 
-__all__ = ["NAMES", "PRUNERS", "SINK_SCORES", "check_name", "get_pruner", *_LAZY]
+__all__ = ["NAMES", "WRAPPABLE", "PRUNERS", "SINK_SCORES", "check_name", "get_pruner", *_LAZY]
