@@ -27,6 +27,23 @@ def check_protocol(name: str, protocol: str, available: Iterable[str] = PROTOCOL
         raise UsageError(f"{name} has no {protocol!r} protocol; choose from {', '.join(available)}")
 
 
+def task_files(title: str, json_dir: Path, known: Iterable[str], split: str | None, kind: str = "task") -> list[str]:
+    """The task stems to read from `json_dir` (one `<stem>.json` each): every known one that is present, or exactly
+    the comma-separated ones `split` names, each of which must be known and present."""
+    known = tuple(known)
+    stems = list(known) if split is None else split.split(",")
+    unknown = [s for s in stems if s not in known]
+    if unknown:
+        raise UsageError(f"{title} has no {kind} {unknown[0]!r}; tasks: {', '.join(known)}")
+    present = [s for s in stems if (json_dir / f"{s}.json").is_file()]
+    if split is not None and len(present) < len(stems):
+        missing = next(s for s in stems if s not in present)
+        raise UsageError(f"{title} task file missing: {json_dir / (missing + '.json')}")
+    if not present:
+        raise UsageError(f"no {title} task files in {json_dir}")
+    return present
+
+
 def read_json(path: Path, what: str):
     try:
         return json.loads(path.read_text())

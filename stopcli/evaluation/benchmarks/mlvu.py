@@ -14,7 +14,7 @@ from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
 from .base import PROTOCOLS  # noqa: F401  (every protocol applies; the registry reads it)
-from .base import check_protocol, find_video, letter_of, mean_of, read_json, result, tally, verdict
+from .base import check_protocol, find_video, letter_of, mean_of, read_json, result, tally, task_files, verdict
 
 NAME = "mlvu"
 TITLE = "MLVU"
@@ -51,16 +51,7 @@ def prompt(question: str, candidates: list[str], protocol: str) -> tuple[str, st
 def load(folder: Path, protocol: str = "official", bounds: bool = True, split: str | None = None) -> list[Record]:
     check_protocol(TITLE, protocol)
     root = _root(folder)
-    stems = CHOICE + OPEN if split is None else tuple(split.split(","))
-    unknown = [s for s in stems if s not in CHOICE + OPEN]
-    if unknown:
-        raise UsageError(f"MLVU has no task file {unknown[0]!r}; tasks: {', '.join(CHOICE + OPEN)}")
-    present = [s for s in stems if (root / "json" / f"{s}.json").is_file()]
-    if split is not None and len(present) < len(stems):
-        missing = next(s for s in stems if s not in present)
-        raise UsageError(f"MLVU task file missing: {root / 'json' / (missing + '.json')}")
-    if not present:
-        raise UsageError(f"no MLVU task files in {root / 'json'}")
+    present = task_files("MLVU", root / "json", CHOICE + OPEN, split, kind="task file")
     base = root.relative_to(folder).as_posix() + "/" if root != folder else ""
     records = []
     for stem in present:

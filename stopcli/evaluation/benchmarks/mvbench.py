@@ -12,7 +12,7 @@ from ...errors import UsageError
 from ..annotations import Record
 from . import parsers as P
 from .base import PROTOCOLS  # noqa: F401  (every protocol applies; the registry reads it)
-from .base import check_protocol, letter_of, mean_of, read_json, result, tally, verdict
+from .base import check_protocol, letter_of, task_files, mean_of, read_json, result, tally, verdict
 
 NAME = "mvbench"
 TITLE = "MVBench"
@@ -72,16 +72,7 @@ def prompt(question: str, candidates: list[str], protocol: str) -> tuple[str, st
 
 def load(folder: Path, protocol: str = "official", bounds: bool = True, split: str | None = None) -> list[Record]:
     check_protocol(TITLE, protocol)
-    tasks = list(TASKS) if split is None else split.split(",")
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise UsageError(f"MVBench has no task {unknown[0]!r}; tasks: {', '.join(TASKS)}")
-    present = [t for t in tasks if (folder / "json" / f"{t}.json").is_file()]
-    if split is not None and len(present) < len(tasks):
-        missing = next(t for t in tasks if t not in present)
-        raise UsageError(f"MVBench task file missing: {folder / 'json' / (missing + '.json')}")
-    if not present:
-        raise UsageError(f"no MVBench task files in {folder / 'json'}")
+    present = task_files("MVBench", folder / "json", TASKS, split)
     records = []
     for task in present:
         if protocol == "authors" and task == SKIPPED_BY_AUTHORS:
