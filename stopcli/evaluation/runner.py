@@ -131,14 +131,18 @@ def run_video(backbone, folder: Path, clip_key: tuple, todo: list[tuple[Record, 
         decode_ms = (time.perf_counter() - t0) * 1000
     except StopError as exc:
         video_error = str(exc)
+    prepared: dict[tuple, tuple[dict, str]] = {}  # (prompt, system, prefix) -> (processor inputs, chat text)
     for rec, s in todo:
         key = item_key(rec.key, s)
         if rec.error or video_error:
             row = failure_row(rec, s, key, rec.error or video_error, protocol)
         else:
             try:
-                inputs = backbone.prepare(clip.frames, rec.prompt(), rec.system, rec.prefix, fps=clip.fps,
-                                          indices=clip.indices)
+                turn = (rec.prompt(), rec.system, rec.prefix)
+                if turn not in prepared:  # every setting of a question sends the same prompt: process it once
+                    prepared[turn] = (backbone.prepare(clip.frames, *turn, fps=clip.fps, indices=clip.indices),
+                                      backbone.chat_text(*turn))
+                inputs, chat = prepared[turn]
                 if encoded is None:  # the vision pass depends on the frames only: once per clip
                     t0 = time.perf_counter()
                     enc = backbone.encode(inputs)
@@ -146,7 +150,7 @@ def run_video(backbone, folder: Path, clip_key: tuple, todo: list[tuple[Record, 
                 ev = EncodedVideo(clip, inputs, encoded[0], decode_ms, encoded[1])
                 res = answer(backbone, ev, s.prune_settings(), max_new_tokens)
                 row = dict(key=key, **record_fields(rec, protocol),
-                           chat=backbone.chat_text(rec.prompt(), rec.system, rec.prefix),
+                           chat=chat,
                            prediction=res.answer, ratio=s.ratio, pruner=s.pruner, stop=s.stop,
                            sink_score=s.sink_score if s.stop else None,
                            visual_tokens=res.visual_tokens, prompt_tokens=res.prompt_tokens,

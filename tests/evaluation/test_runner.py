@@ -135,8 +135,8 @@ def test_each_video_is_decoded_and_encoded_once_per_run(folder, tiny_model, monk
     import stopcli.evaluation.runner as B
     from stopcli.backbones.llava_onevision import LlavaOnevisionBackbone
 
-    calls = {"decode": 0, "encode": 0}
-    real_read, real_encode = B.read_video, LlavaOnevisionBackbone.encode
+    calls = {"decode": 0, "encode": 0, "prepare": 0}
+    real_read, real_encode, real_prepare = B.read_video, LlavaOnevisionBackbone.encode, LlavaOnevisionBackbone.prepare
 
     def counting_read(*a, **k):
         calls["decode"] += 1
@@ -146,11 +146,17 @@ def test_each_video_is_decoded_and_encoded_once_per_run(folder, tiny_model, monk
         calls["encode"] += 1
         return real_encode(self, inputs)
 
+    def counting_prepare(self, *a, **k):
+        calls["prepare"] += 1
+        return real_prepare(self, *a, **k)
+
     monkeypatch.setattr(B, "read_video", counting_read)
     monkeypatch.setattr(LlavaOnevisionBackbone, "encode", counting_encode)
+    monkeypatch.setattr(LlavaOnevisionBackbone, "prepare", counting_prepare)
     bench(folder, tiny_model, "--ratio", "0,0.75,0.9")
-    # a, b, c decode and encode once each; corrupt/notes/missing are tried once each and fail
-    assert calls == {"decode": 6, "encode": 3}
+    # a, b, c decode and encode once each; corrupt/notes/missing are tried once each and fail; each of the four
+    # questions on the good videos goes through the processor once, whatever the number of settings
+    assert calls == {"decode": 6, "encode": 3, "prepare": 4}
 
 
 def test_each_sink_score_is_its_own_setting_and_min_max_keys_are_unchanged():
