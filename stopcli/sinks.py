@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .pruners import VisualTokens, get_pruner
-from .pruners.stop import SINK_PERSISTENCE, SINK_RATIO, sink_positions
+from .pruners.stop import SINK_PERSISTENCE, SINK_RATIO, sink_persistence, sink_positions
 
 MAD_TO_SIGMA = 0.6745  # the modified z-score (Iglewicz & Hoaglin): 0.6745 (x - median) / MAD
 
@@ -47,11 +47,11 @@ def attention_stats(video: str, tokens: VisualTokens, ratio: float = SINK_RATIO,
     med = m.median()
     mad = (m - med).abs().median()
     z = MAD_TO_SIGMA * (m - med) / mad if float(mad) > 0 else torch.full_like(m, float("nan"))
-    share = (a >= ratio * a.median(dim=1, keepdim=True).values) & (a > 0)  # [T, S]
+    share = sink_persistence(a, ratio)  # [S]
     return VideoSinks(
         video=video, grid=tuple(tokens.grid), frames=tokens.num_frames, persistent=m,
         variation=a.std(0, unbiased=False) / m.clamp_min(1e-12), over_median=m / med.clamp_min(1e-12), robust_z=z,
-        persistence=share.float().mean(0), sinks=sink_positions(a, ratio, persistence),
+        persistence=share, sinks=sink_positions(a, ratio, persistence),
         top_k_share=float(torch.topk(m, min(top_k, m.numel())).values.sum() / m.sum().clamp_min(1e-12)))
 
 

@@ -32,7 +32,7 @@ SINK_SCORES: tuple[str, ...] = ("minmax", "robust", "gated")
 # Public name -> module that defines it (loaded lazily by __getattr__).
 _LAZY = {
     "SToP": "stop", "sink_score": "stop", "robust_sink_score": "stop", "gated_sink_score": "stop",
-    "sink_positions": "stop",
+    "sink_positions": "stop", "sink_persistence": "stop",
     "Pruner": "types", "PrunedTokens": "types", "SinkHooks": "types", "VisualTokens": "types",
     **{spec.split(":")[1]: spec.split(":")[0] for spec in _REGISTRY.values()},
 }

@@ -29,15 +29,21 @@ SINK_RATIO = 6.0
 SINK_PERSISTENCE = 0.75
 
 
-def sink_positions(attention: Tensor, ratio: float = SINK_RATIO, persistence: float = SINK_PERSISTENCE) -> Tensor:
-    """[T, S] attention received -> [S] bool: the positions that are sinks (see SINK_RATIO).
+def sink_persistence(attention: Tensor, ratio: float = SINK_RATIO) -> Tensor:
+    """[T, S] attention received -> [S] float: the share of frames in which a position draws at least `ratio` times
+    its frame's median attention.
 
     The test is against the frame's median, not a z-score: attention that is nearly flat has a tiny spread, so a
     position at 2x the median already scores z > 10 there. A ratio is also free of the attention's scale."""
     a = attention.float()
     outlier = a >= ratio * a.median(dim=1, keepdim=True).values  # [T, S]; a zero median: any attention counts
     outlier &= a > 0
-    return outlier.float().mean(0) >= persistence - 1e-9  # [S]
+    return outlier.float().mean(0)
+
+
+def sink_positions(attention: Tensor, ratio: float = SINK_RATIO, persistence: float = SINK_PERSISTENCE) -> Tensor:
+    """[T, S] attention received -> [S] bool: the positions that are sinks (see SINK_RATIO)."""
+    return sink_persistence(attention, ratio) >= persistence - 1e-9
 
 
 def robust_sink_score(attention: Tensor, gamma: float = 1.1, ratio: float = SINK_RATIO,
