@@ -30,36 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stopcli.backbones import load_backbone  # noqa: E402
 from stopcli.backbones.base import sync  # noqa: E402
-from stopcli.embedded.tiny_models import build_llava_onevision  # noqa: E402
+from stopcli.embedded.tiny_models import build_llava_onevision_shaped  # noqa: E402
 from stopcli.embedded.world import moving_shape_frames, write_video  # noqa: E402
 from stopcli.pipeline import PruneSettings, answer, encode  # noqa: E402
 from stopcli.video import read_video  # noqa: E402
 
-# (width, layers, heads, kv heads, MLP) of the language models LLaVA-OneVision ships with
-LM = {"0.5b": (896, 24, 14, 2, 4864), "7b": (3584, 28, 28, 4, 18944)}
-SIGLIP_SO400M = dict(vision_width=1152, vision_layers=26, vision_heads=16, image_size=384, patch_size=14)
-SIGLIP_MLP = 4304
+LM = ("0.5b", "7b")  # the language model's shape (stopcli.embedded.tiny_models.LLAVA_OV_LMS)
 
 
 def build(path: Path, lm: str) -> Path:
-    from transformers import LlavaOnevisionForConditionalGeneration
-
-    width, layers, heads, kv, mlp = LM[lm]
-    build_llava_onevision(path, text_width=width, text_layers=layers, **SIGLIP_SO400M)  # then the real widths
-    cfg = LlavaOnevisionForConditionalGeneration.from_pretrained(path).config
-    cfg.vision_config.intermediate_size = SIGLIP_MLP
-    t = cfg.text_config
-    t.num_attention_heads, t.num_key_value_heads, t.intermediate_size = heads, kv, mlp
-    if getattr(t, "head_dim", None) is not None:
-        t.head_dim = width // heads
-    torch.manual_seed(0)
-    LlavaOnevisionForConditionalGeneration(cfg).save_pretrained(path)
-    return path
+    return build_llava_onevision_shaped(path, lm, vision="so400m")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lm", default="0.5b", choices=list(LM))
+    ap.add_argument("--lm", default="0.5b", choices=LM)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--frames", type=int, default=None, help="default: 32 on CUDA, 2 on CPU")
     ap.add_argument("--ratio", type=float, default=0.9)

@@ -87,6 +87,38 @@ def build_llava_onevision(path: str | Path, *, image_size: int = 96, patch_size:
     return path
 
 
+# (width, layers, attention heads, key-value heads, MLP width) of the language models LLaVA-OneVision ships with
+LLAVA_OV_LMS = {"0.5b": (896, 24, 14, 2, 4864), "7b": (3584, 28, 28, 4, 18944)}
+SIGLIP_SO400M = dict(vision_width=1152, vision_layers=26, vision_heads=16)  # as LLaVA-OneVision uses it
+SIGLIP_SO400M_MLP = 4304
+
+
+def build_llava_onevision_shaped(path: str | Path, lm: str, vision: str = "small") -> Path:
+    """A random-weight LLaVA-OneVision at 384 px, patch 14 (729 patches a frame, 196 tokens after pooling), for
+    timings with real token counts: its language model shaped like LLaVA-OneVision's own (`lm` "0.5b" or "7b"; "tiny":
+    2 layers x 64), its vision tower small (`vision` "small": 2 layers x 64) or SigLIP-so400m's real shape ("so400m")."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    tower = SIGLIP_SO400M if vision == "so400m" else dict(vision_width=64, vision_layers=2)
+    text = dict(text_width=64, text_layers=2) if lm == "tiny" else dict(zip(("text_width", "text_layers"),
+                                                                            LLAVA_OV_LMS[lm][:2]))
+    build_llava_onevision(path, image_size=384, patch_size=14, **tower, **text)
+    if lm == "tiny" and vision != "so400m":
+        return Path(path)
+    cfg = LlavaOnevisionForConditionalGeneration.from_pretrained(path).config  # then the widths build() does not set
+    if vision == "so400m":
+        cfg.vision_config.intermediate_size = SIGLIP_SO400M_MLP
+    if lm != "tiny":
+        width, _, heads, kv, mlp = LLAVA_OV_LMS[lm]
+        t = cfg.text_config
+        t.num_attention_heads, t.num_key_value_heads, t.intermediate_size = heads, kv, mlp
+        if getattr(t, "head_dim", None) is not None:
+            t.head_dim = width // heads
+    torch.manual_seed(0)
+    LlavaOnevisionForConditionalGeneration(cfg).save_pretrained(path)
+    return Path(path)
+
+
 QWEN_SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 QWEN_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
