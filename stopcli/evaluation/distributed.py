@@ -157,7 +157,7 @@ class WorkerStats:
 
 @dataclass
 class _Job:
-    video: str
+    clip: tuple  # (video, start, end, frame rate), as runner.plan groups the work
     todo: list[tuple[Record, Setting]]
     attempts: int = 0  # times a worker died while running it
     done: set[str] = field(default_factory=set)
@@ -278,7 +278,7 @@ def run_bench_ray(spec: ModelSpec, folder: Path, records: list[Record], grid: li
             for slot in live:
                 if slot.job is None and slot.starting is None and queue:
                     slot.job = queue.popleft()
-                    slot.stream = slot.handle.run.remote(slot.job.video, slot.job.left())
+                    slot.stream = slot.handle.run.remote(slot.job.clip, slot.job.left())
                     slot.started = time.perf_counter()
             waiting = {s.stream if s.stream is not None else s.starting: s for s in live
                        if s.stream is not None or s.starting is not None}
